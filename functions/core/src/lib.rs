@@ -1,0 +1,11 @@
+//! gatecast's protocol rules, in one place, shared by the ingest worker and the Spin components.
+//!
+//! Layout:
+//! - [`layout`]: where every object lives in storage and how public stream names are validated.
+//!
+//! Stance on I/O: none. This crate never touches a socket, a file, the clock or a random source;
+//! callers pass `now` and bytes in and get values out, so the same code runs natively and in
+//! `wasm32-wasip2` and every rule is testable by hand.
+#![warn(missing_docs)]
+
+pub mod layout;

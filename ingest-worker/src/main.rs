@@ -1,2 +1,2 @@
-//! Placeholder.
+//! Placeholder until the I/O shell lands.
 fn main() {}

@@ -1,0 +1,1 @@
+//! The pure media stages (being written by the media-pipeline work).

@@ -151,7 +151,10 @@ impl RequestedObject {
         match prefix {
             LIVE_PREFIX if file == LIVE_PLAYLIST => Some(Self::LivePlaylist(name)),
             LIVE_PREFIX if file == VOD_PLAYLIST => Some(Self::VodPlaylist(name)),
-            LIVE_PREFIX => Some(Self::Segment(name, parse_decimal(file.strip_suffix(".ts")?)?)),
+            LIVE_PREFIX => Some(Self::Segment(
+                name,
+                parse_decimal(file.strip_suffix(".ts")?)?,
+            )),
             KEYS_PREFIX => Some(Self::Key(name, parse_decimal(file.strip_suffix(".key")?)?)),
             _ => None,
         }
@@ -204,7 +207,11 @@ mod tests {
         assert_eq!(StreamName::parse(""), Err(NameError::Empty));
         assert_eq!(StreamName::parse(&"x".repeat(65)), Err(NameError::TooLong));
         for bad in ["..", "a/b", "a b", "a%2Fb", "é", "a.b", "a\0"] {
-            assert_eq!(StreamName::parse(bad), Err(NameError::InvalidCharacter), "{bad:?}");
+            assert_eq!(
+                StreamName::parse(bad),
+                Err(NameError::InvalidCharacter),
+                "{bad:?}"
+            );
         }
     }
 
@@ -216,16 +223,28 @@ mod tests {
         assert_eq!(segment_path(&benw, 7614), "live/benw/7614.ts");
         assert_eq!(key_path(&benw, 42), "keys/benw/42.key");
         assert_eq!(key_uri("/keys", &benw, 42), "/keys/benw/42.key");
-        assert_eq!(key_uri("https://k.example/keys/", &benw, 1), "https://k.example/keys/benw/1.key");
+        assert_eq!(
+            key_uri("https://k.example/keys/", &benw, 1),
+            "https://k.example/keys/benw/1.key"
+        );
     }
 
     #[test]
     fn request_paths_round_trip() {
         let benw = name("benw");
         let cases = [
-            ("/live/benw/index.m3u8", RequestedObject::LivePlaylist(benw.clone())),
-            ("/live/benw/vod.m3u8", RequestedObject::VodPlaylist(benw.clone())),
-            ("/live/benw/7614.ts", RequestedObject::Segment(benw.clone(), 7614)),
+            (
+                "/live/benw/index.m3u8",
+                RequestedObject::LivePlaylist(benw.clone()),
+            ),
+            (
+                "/live/benw/vod.m3u8",
+                RequestedObject::VodPlaylist(benw.clone()),
+            ),
+            (
+                "/live/benw/7614.ts",
+                RequestedObject::Segment(benw.clone(), 7614),
+            ),
             ("/keys/benw/0.key", RequestedObject::Key(benw.clone(), 0)),
         ];
         for (path, expected) in cases {
@@ -239,10 +258,22 @@ mod tests {
     #[test]
     fn malformed_request_paths_are_refused() {
         for path in [
-            "", "/", "live/benw/index.m3u8", "/live/benw", "/live/../index.m3u8",
-            "/live/benw/../x.ts", "/live/benw/1.ts/x", "/live//1.ts", "/live/benw/-1.ts",
-            "/live/benw/01.ts", "/live/benw/+1.ts", "/live/benw/1.key", "/keys/benw/1.ts",
-            "/keys/benw/99999999999999999999999.key", "/other/benw/1.ts", "/live/be%6Ew/1.ts",
+            "",
+            "/",
+            "live/benw/index.m3u8",
+            "/live/benw",
+            "/live/../index.m3u8",
+            "/live/benw/../x.ts",
+            "/live/benw/1.ts/x",
+            "/live//1.ts",
+            "/live/benw/-1.ts",
+            "/live/benw/01.ts",
+            "/live/benw/+1.ts",
+            "/live/benw/1.key",
+            "/keys/benw/1.ts",
+            "/keys/benw/99999999999999999999999.key",
+            "/other/benw/1.ts",
+            "/live/be%6Ew/1.ts",
             "/keys/benw/.key",
         ] {
             assert_eq!(RequestedObject::parse(path), None, "{path:?}");

@@ -2,10 +2,14 @@
 //!
 //! Layout:
 //! - [`layout`]: where every object lives in storage and how public stream names are validated.
+//! - [`session_token`]: seed 000's nginx-compatible key token, `base64(HMAC-SHA1(secret,
+//!   "<session> <stream>"))`.
 //!
 //! Stance on I/O: none. This crate never touches a socket, a file, the clock or a random source;
 //! callers pass `now` and bytes in and get values out, so the same code runs natively and in
 //! `wasm32-wasip2` and every rule is testable by hand.
 #![warn(missing_docs)]
 
+mod crypto;
 pub mod layout;
+pub mod session_token;

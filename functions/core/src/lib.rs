@@ -4,6 +4,8 @@
 //! - [`layout`]: where every object lives in storage and how public stream names are validated.
 //! - [`session_token`]: seed 000's nginx-compatible key token, `base64(HMAC-SHA1(secret,
 //!   "<session> <stream>"))`.
+//! - [`viewer_token`]: gatecast's expiring, viewer-, stream- and optionally IP-bound key token,
+//!   with signing-secret rotation by key id.
 //!
 //! Stance on I/O: none. This crate never touches a socket, a file, the clock or a random source;
 //! callers pass `now` and bytes in and get values out, so the same code runs natively and in
@@ -13,3 +15,4 @@
 mod crypto;
 pub mod layout;
 pub mod session_token;
+pub mod viewer_token;

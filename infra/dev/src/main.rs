@@ -1,2 +1,2 @@
-//! Placeholder.
+//! Placeholder until the stack is wired.
 fn main() {}

@@ -13,6 +13,10 @@
 #![warn(missing_docs)]
 
 mod crypto;
+pub mod form;
 pub mod layout;
+pub mod registry;
+pub mod reply;
+pub mod storage;
 pub mod session_token;
 pub mod viewer_token;

@@ -1,0 +1,2 @@
+//! Placeholder; the media benchmarks follow.
+fn main() {}

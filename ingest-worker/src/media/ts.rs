@@ -1,0 +1,150 @@
+//! MPEG-TS multiplexing on top of `libmpegts`' single-program multiplexer.
+//!
+//! One [`TsMuxer`] lives for the whole broadcast, so continuity counters run on across segment
+//! boundaries (a player appending segment n+1 after n sees no CC jump). PAT, PMT and a PCR are
+//! written by `libmpegts` in front of every frame pushed as `random_access`; the segmenter marks
+//! the first frame of every segment that way, so every segment starts with PAT/PMT.
+
+use libmpegts::mux::{Multiplexer, MuxFrame, MuxService, MuxStream};
+use libmpegts::pes::PtsDts;
+use libmpegts::ts::PACKET_SIZE;
+
+/// PID of the PMT (ffmpeg's default, familiar in analyzers).
+pub const PMT_PID: u16 = 0x1000;
+/// PID of the H.264 stream.
+pub const VIDEO_PID: u16 = 0x100;
+/// PID of the AAC stream.
+pub const AUDIO_PID: u16 = 0x101;
+const STREAM_TYPE_H264: u8 = 0x1B;
+const STREAM_TYPE_AAC_ADTS: u8 = 0x0F;
+/// Offset added to every 90 kHz timestamp. `libmpegts` sends the PCR 700 ms ahead of the DTS;
+/// without an offset the first PCR of a stream starting at 0 would wrap to 2^33 - 63000.
+/// 1.4 s is what ffmpeg uses.
+pub const TIMESTAMP_OFFSET_90KHZ: i64 = 126_000;
+/// Packets drained per step; the multiplexer writes whole packets only.
+const DRAIN_PACKETS: usize = 64;
+
+/// Which elementary streams the program carries, fixed when the broadcast starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tracks {
+    /// An H.264 stream is declared.
+    pub video: bool,
+    /// An AAC stream is declared.
+    pub audio: bool,
+}
+
+/// Converts milliseconds on the broadcast clock to a 33-bit 90 kHz timestamp.
+pub fn to_90khz(ms: i64) -> u64 {
+    // rem_euclid keeps the value in 0..2^33 even for (rare) negative times.
+    (ms * 90 + TIMESTAMP_OFFSET_90KHZ).rem_euclid(1 << 33) as u64
+}
+
+/// A persistent MPEG-TS multiplexer that appends whole frames to a caller's buffer.
+pub struct TsMuxer {
+    mux: Multiplexer,
+    video_index: Option<usize>,
+    audio_index: Option<usize>,
+}
+
+impl TsMuxer {
+    /// A program with the given tracks; the PCR rides on the video PID if there is one.
+    pub fn new(tracks: Tracks) -> Self {
+        let mut streams = Vec::new();
+        if tracks.video {
+            streams.push(MuxStream {
+                stream_type: STREAM_TYPE_H264,
+                elementary_pid: VIDEO_PID,
+                stream_descriptors: Vec::new(),
+            });
+        }
+        if tracks.audio || !tracks.video {
+            streams.push(MuxStream {
+                stream_type: STREAM_TYPE_AAC_ADTS,
+                elementary_pid: AUDIO_PID,
+                stream_descriptors: Vec::new(),
+            });
+        }
+        let pcr_pid = if tracks.video { VIDEO_PID } else { AUDIO_PID };
+        let mut mux = Multiplexer::new(1);
+        // `add_service` panics if the PCR PID is not one of the streams; it always is here.
+        mux.add_service(&MuxService {
+            program_number: 1,
+            pmt_pid: PMT_PID,
+            pcr_pid,
+            program_descriptors: Vec::new(),
+            service_descriptors: Vec::new(),
+            streams,
+        });
+        Self {
+            video_index: mux.stream_index(VIDEO_PID).filter(|_| tracks.video),
+            audio_index: mux.stream_index(AUDIO_PID).filter(|_| tracks.audio),
+            mux,
+        }
+    }
+
+    /// Muxes one H.264 access unit. `random_access` writes PAT/PMT/PCR in front and sets the
+    /// random access indicator. Does nothing if the program has no video.
+    pub fn write_video(
+        &mut self,
+        dts_ms: i64,
+        pts_ms: i64,
+        random_access: bool,
+        annex_b: Vec<u8>,
+        out: &mut Vec<u8>,
+    ) {
+        let pts_dts = if pts_ms == dts_ms {
+            PtsDts::new(to_90khz(pts_ms))
+        } else {
+            PtsDts::new(to_90khz(pts_ms)).with_dts(to_90khz(dts_ms))
+        };
+        if let Some(index) = self.video_index {
+            self.write(index, pts_dts, random_access, annex_b, out);
+        }
+    }
+
+    /// Muxes one ADTS frame. Does nothing if the program has no audio.
+    pub fn write_audio(
+        &mut self,
+        pts_ms: i64,
+        random_access: bool,
+        adts: Vec<u8>,
+        out: &mut Vec<u8>,
+    ) {
+        if let Some(index) = self.audio_index {
+            self.write(
+                index,
+                PtsDts::new(to_90khz(pts_ms)),
+                random_access,
+                adts,
+                out,
+            );
+        }
+    }
+
+    fn write(
+        &mut self,
+        index: usize,
+        pts_dts: PtsDts,
+        random_access: bool,
+        data: Vec<u8>,
+        out: &mut Vec<u8>,
+    ) {
+        self.mux.push_frame(
+            index,
+            MuxFrame {
+                data,
+                is_key_frame: random_access,
+                pts_dts: Some(pts_dts),
+            },
+        );
+        loop {
+            let start = out.len();
+            out.resize(start + DRAIN_PACKETS * PACKET_SIZE, 0);
+            let written = self.mux.drain(&mut out[start..]);
+            out.truncate(start + written);
+            if written < DRAIN_PACKETS * PACKET_SIZE {
+                break;
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! alone knows *how* (RustCrypto, one digest generation, constant-time comparison).
 
 use hmac::{Hmac, KeyInit, Mac};
+use md5::{Digest, Md5};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
@@ -14,6 +15,15 @@ pub(crate) fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
         mac.update(part);
     }
     mac.finalize().into_bytes().into()
+}
+
+/// Raw MD5 (PHP's `md5($s, true)`) over the concatenation of `parts`.
+pub(crate) fn md5(parts: &[&[u8]]) -> [u8; 16] {
+    let mut hasher = Md5::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finalize().into()
 }
 
 /// Constant-time equality. Only the lengths may leak, and every caller compares values whose

@@ -6,12 +6,15 @@
 //!   "<session> <stream>"))`.
 //! - [`viewer_token`]: gatecast's expiring, viewer-, stream- and optionally IP-bound key token,
 //!   with signing-secret rotation by key id.
+//! - [`wmsauth`]: Nimble/WMSPanel WMSAuth signed URLs (hotlink, stream-bound and pay-per-view
+//!   variants), generated and verified like the PHP samples.
 //!
 //! Stance on I/O: none. This crate never touches a socket, a file, the clock or a random source;
 //! callers pass `now` and bytes in and get values out, so the same code runs natively and in
 //! `wasm32-wasip2` and every rule is testable by hand.
 #![warn(missing_docs)]
 
+pub mod api;
 mod crypto;
 pub mod form;
 pub mod layout;
@@ -20,3 +23,4 @@ pub mod reply;
 pub mod storage;
 pub mod session_token;
 pub mod viewer_token;
+pub mod wmsauth;

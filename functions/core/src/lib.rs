@@ -14,7 +14,6 @@
 //! `wasm32-wasip2` and every rule is testable by hand.
 #![warn(missing_docs)]
 
-pub mod api;
 mod crypto;
 pub mod form;
 pub mod layout;

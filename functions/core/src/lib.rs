@@ -8,6 +8,8 @@
 //!   with signing-secret rotation by key id.
 //! - [`wmsauth`]: Nimble/WMSPanel WMSAuth signed URLs (hotlink, stream-bound and pay-per-view
 //!   variants), generated and verified like the PHP samples.
+//! - [`rewrite`]: line-based playlist rewrite appending a token query to key (and optionally
+//!   segment) URIs, byte-preserving otherwise.
 //!
 //! Stance on I/O: none. This crate never touches a socket, a file, the clock or a random source;
 //! callers pass `now` and bytes in and get values out, so the same code runs natively and in
@@ -18,6 +20,7 @@ mod crypto;
 pub mod form;
 pub mod layout;
 pub mod registry;
+pub mod rewrite;
 pub mod reply;
 pub mod storage;
 pub mod session_token;

@@ -10,6 +10,8 @@
 //!   variants), generated and verified like the PHP samples.
 //! - [`rewrite`]: line-based playlist rewrite appending a token query to key (and optionally
 //!   segment) URIs, byte-preserving otherwise.
+//! - [`ppv`]: pay-per-view — WMSPanel push protocol types and mutual authorization, the
+//!   per-key-period charging rule, its KV key names, the concurrent-session cap.
 //!
 //! Stance on I/O: none. This crate never touches a socket, a file, the clock or a random source;
 //! callers pass `now` and bytes in and get values out, so the same code runs natively and in
@@ -19,6 +21,7 @@
 mod crypto;
 pub mod form;
 pub mod layout;
+pub mod ppv;
 pub mod registry;
 pub mod rewrite;
 pub mod reply;

@@ -143,7 +143,7 @@ enum Stage {
     /// Waiting to learn which tracks the stream has.
     Probing { buffered: Vec<EsFrame> },
     /// Program fixed; frames go straight into the segmenter.
-    Segmenting(Segmenter),
+    Segmenting(Box<Segmenter>),
 }
 
 /// FLV tags in, encrypted MPEG-TS segments out. One per broadcast.
@@ -308,7 +308,7 @@ impl Pipeline {
                 segmenter.handle_frame(frame);
             }
         }
-        self.stage = Stage::Segmenting(segmenter);
+        self.stage = Stage::Segmenting(Box::new(segmenter));
     }
 
     fn encrypt_closed_segments(&mut self, keys: &mut impl KeySource) {

@@ -270,3 +270,171 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// 2023-11-14T22:13:20.000Z
+    const T0_MS: u64 = 1_700_000_000_000;
+
+    fn segment(sequence: u64, key_id: u64, duration_ms: u64, start_ms: u64) -> EncryptedSegment {
+        EncryptedSegment {
+            sequence,
+            duration: Duration::from_millis(duration_ms),
+            program_date_time: UNIX_EPOCH + Duration::from_millis(T0_MS + start_ms),
+            key_id,
+            key: [0; 16],
+            key_is_new: sequence == key_id,
+            iv: [sequence as u8; 16],
+            bytes: Bytes::new(),
+        }
+    }
+
+    fn playlist(window: usize, record: bool) -> LivePlaylist {
+        let name = StreamName::parse("benw").expect("valid");
+        LivePlaylist::new(
+            name,
+            PlaylistConfig {
+                window,
+                key_uri_prefix: "/keys".into(),
+                record,
+            },
+        )
+    }
+
+    fn expired(playlist: &mut LivePlaylist) -> Vec<String> {
+        std::iter::from_fn(|| playlist.poll_expired()).collect()
+    }
+
+    #[test]
+    fn window_slides_with_a_key_tag_per_segment() {
+        let mut live = playlist(3, false);
+        // Two segments per key: key ids 100, 102, 104.
+        let segments = [
+            segment(100, 100, 2000, 0),
+            segment(101, 100, 2040, 2000),
+            segment(102, 102, 1960, 4040),
+            segment(103, 102, 2500, 6000),
+            segment(104, 104, 2000, 8500),
+        ];
+        for s in &segments[..1] {
+            live.handle_segment_stored(s);
+        }
+        assert_eq!(
+            live.render_live(),
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:100\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/100.key\",IV=0x64646464646464646464646464646464\n\
+             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z\n#EXTINF:2.000,\n100.ts\n"
+        );
+        for s in &segments[1..] {
+            live.handle_segment_stored(s);
+        }
+        // Target grew to ceil(2.5) = 3 and stays there; the window holds 102..=104.
+        assert_eq!(
+            live.render_live(),
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:102\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/102.key\",IV=0x66666666666666666666666666666666\n\
+             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:24.040Z\n#EXTINF:1.960,\n102.ts\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/102.key\",IV=0x67676767676767676767676767676767\n\
+             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:26.000Z\n#EXTINF:2.500,\n103.ts\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/104.key\",IV=0x68686868686868686868686868686868\n\
+             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:28.500Z\n#EXTINF:2.000,\n104.ts\n"
+        );
+        live.handle_end();
+        assert!(live.render_live().ends_with("104.ts\n#EXT-X-ENDLIST\n"));
+        assert_eq!(live.render_vod(), None);
+    }
+
+    #[test]
+    fn evicted_objects_expire_one_window_later_keys_after_their_last_segment() {
+        let mut live = playlist(3, false);
+        let stored = |live: &mut LivePlaylist, sequence: u64| {
+            live.handle_segment_stored(&segment(sequence, sequence - sequence % 2, 2000, 0));
+            expired(live)
+        };
+        for sequence in 100..=103 {
+            assert!(stored(&mut live, sequence).is_empty(), "{sequence}");
+        }
+        // 100 left the window when 103 was stored (4 stored); due at 4 + 3 = 7 stored.
+        assert!(stored(&mut live, 104).is_empty());
+        assert!(stored(&mut live, 105).is_empty());
+        assert_eq!(stored(&mut live, 106), ["live/benw/100.ts"]);
+        // 101 (the last segment of key 100) left when 104 was stored: due at 8.
+        assert_eq!(
+            stored(&mut live, 107),
+            ["live/benw/101.ts", "keys/benw/100.key"]
+        );
+        assert_eq!(stored(&mut live, 108), ["live/benw/102.ts"]);
+        assert_eq!(
+            stored(&mut live, 109),
+            ["live/benw/103.ts", "keys/benw/102.key"]
+        );
+    }
+
+    #[test]
+    fn dropped_segments_mark_a_discontinuity_that_is_counted_once_it_slides_out() {
+        let mut live = playlist(2, false);
+        live.handle_segment_stored(&segment(10, 10, 1000, 0));
+        live.handle_segment_stored(&segment(11, 10, 1000, 1000));
+        live.handle_segments_dropped();
+        live.handle_segment_stored(&segment(13, 10, 1000, 3000));
+        let text = live.render_live();
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:11\n"), "{text}");
+        assert!(
+            text.contains("11.ts\n#EXT-X-DISCONTINUITY\n#EXT-X-KEY:"),
+            "{text}"
+        );
+        assert!(!text.contains("DISCONTINUITY-SEQUENCE"), "{text}");
+
+        live.handle_segment_stored(&segment(14, 10, 1000, 4000));
+        live.handle_segment_stored(&segment(15, 10, 1000, 5000));
+        // Playlist numbering counts stored segments: 10, 11, 13→12, 14→13, 15→14.
+        assert_eq!(
+            live.render_live(),
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:13\n\
+             #EXT-X-DISCONTINUITY-SEQUENCE:1\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/10.key\",IV=0x0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e\n\
+             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:24.000Z\n#EXTINF:1.000,\n14.ts\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/10.key\",IV=0x0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f\n\
+             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:25.000Z\n#EXTINF:1.000,\n15.ts\n"
+        );
+    }
+
+    #[test]
+    fn recording_keeps_everything_as_event_then_vod() {
+        let mut live = playlist(1, true);
+        live.handle_segment_stored(&segment(7, 7, 4000, 0));
+        live.handle_segment_stored(&segment(8, 7, 3001, 4000));
+        assert_eq!(expired(&mut live), Vec::<String>::new());
+        let event = live.render_vod().expect("recording");
+        assert_eq!(
+            event,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-TARGETDURATION:4\n\
+             #EXT-X-MEDIA-SEQUENCE:7\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7.key\",IV=0x07070707070707070707070707070707\n\
+             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z\n#EXTINF:4.000,\n7.ts\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7.key\",IV=0x08080808080808080808080808080808\n\
+             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:24.000Z\n#EXTINF:3.001,\n8.ts\n"
+        );
+        assert!(live.render_live().contains("#EXT-X-MEDIA-SEQUENCE:8\n"));
+        live.handle_end();
+        let vod = live.render_vod().expect("recording");
+        assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
+        assert!(vod.ends_with("8.ts\n#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn dates_are_rfc3339_utc_with_millis() {
+        // Values checked with python3 datetime.fromtimestamp(.., timezone.utc).
+        let at = |ms: u64| rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400_000 + 86_399_999), "2000-02-29T23:59:59.999Z");
+        assert_eq!(at(T0_MS + 7), "2023-11-14T22:13:20.007Z");
+        assert_eq!(at(4_102_444_800_000), "2100-01-01T00:00:00.000Z");
+    }
+}

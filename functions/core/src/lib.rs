@@ -12,6 +12,7 @@
 //!   segment) URIs, byte-preserving otherwise.
 //! - [`ppv`]: pay-per-view — WMSPanel push protocol types and mutual authorization, the
 //!   per-key-period charging rule, its KV key names, the concurrent-session cap.
+//! - [`status`]: the single mapping from this crate's errors to HTTP statuses ([`status::Refusal`]).
 //!
 //! Stance on I/O: none. This crate never touches a socket, a file, the clock or a random source;
 //! callers pass `now` and bytes in and get values out, so the same code runs natively and in
@@ -27,5 +28,6 @@ pub mod rewrite;
 pub mod reply;
 pub mod storage;
 pub mod session_token;
+pub mod status;
 pub mod viewer_token;
 pub mod wmsauth;

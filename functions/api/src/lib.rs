@@ -1,8 +1,281 @@
-//! Placeholder until the component is written (edge-functions issue).
-use spin_sdk::http::{IntoResponse, Request, StatusCode};
-use spin_sdk::http_service;
+//! The `api` component: the signing API, the channel registry and the nginx-rtmp publish
+//! hooks (routes and rules in [`gatecast_core::api`], KV schema in [`gatecast_core::registry`]).
+//!
+//! It parses the request, authenticates it (bearer token, or `?secret=` for hooks), calls
+//! gatecast-core and applies the result to the `channels` and `viewers` stores. A store or
+//! variable failure answers 503 with `Retry-After`, never a trap.
+
+use anyhow::{Context as _, Result};
+use bytes::Bytes;
+use gatecast_core::api::{self, ApiError, ApiRoute, ChannelKeyResponse, SignScheme};
+use gatecast_core::layout::StreamName;
+use gatecast_core::registry::{self, ChannelRecord, PublishDecision, StreamStatus};
+use gatecast_core::reply::{self, Reply};
+use gatecast_core::viewer_token::SigningKeys;
+use spin_sdk::http::body::IncomingBodyExt as _;
+use spin_sdk::http::{FullBody, Request, Response, StatusCode};
+use spin_sdk::key_value::Store;
+use spin_sdk::{http_service, variables};
+
+/// Largest request body read: sign and channel requests are a few hundred bytes, an nginx-rtmp
+/// callback body well under 4 KiB.
+const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[http_service]
-async fn handle(_request: Request) -> impl IntoResponse {
-    StatusCode::NOT_IMPLEMENTED
+async fn handle(request: Request) -> Response<FullBody<Bytes>> {
+    let reply = serve(request).await.unwrap_or_else(|error| {
+        eprintln!("api: {error:#}");
+        reply::unavailable()
+    });
+    reply.map(|body| FullBody::new(Bytes::from(body)))
+}
+
+async fn serve(request: Request) -> Result<Reply> {
+    let route = match ApiRoute::parse(request.method().as_str(), request.uri().path()) {
+        Ok(route) => route,
+        Err(error) => return Ok(reply::status(error.status())),
+    };
+    if route.is_hook() {
+        let hook_secret = variables::get("hook_secret").await.context("hook_secret")?;
+        if !api::hook_secret_matches(request.uri().query().unwrap_or(""), &hook_secret) {
+            return Ok(reply::status(StatusCode::FORBIDDEN));
+        }
+    } else {
+        let api_token = variables::get("api_token").await.context("api_token")?;
+        let authorization = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        if !api::bearer_matches(authorization, &api_token) {
+            return Ok(reply::unauthorized());
+        }
+    }
+    let body = request
+        .into_body()
+        .bytes()
+        .await
+        .context("reading the request body")?;
+    if body.len() > MAX_BODY_BYTES {
+        return Ok(reply::status(StatusCode::PAYLOAD_TOO_LARGE));
+    }
+    match dispatch(route, &body).await? {
+        Ok(reply) => Ok(reply),
+        Err(error) => Ok(reply::status(error.status())),
+    }
+}
+
+/// Runs one authenticated endpoint. The outer `Result` is an outage (503), the inner one a
+/// refused request (4xx).
+async fn dispatch(route: ApiRoute, body: &[u8]) -> Result<Result<Reply, ApiError>> {
+    let now = unix_now();
+    Ok(match route {
+        ApiRoute::Sign => sign(body, now).await?,
+        ApiRoute::CreateChannel => match api::parse_body::<api::CreateChannelRequest>(body)
+            .and_then(|request| {
+                StreamName::parse(&request.name).map_err(|_| ApiError::MalformedBody)
+            }) {
+            Ok(name) => Ok(create_channel(&name).await?),
+            Err(error) => Err(error),
+        },
+        ApiRoute::RotateKey(name) => Ok(rotate_key(&name).await?),
+        ApiRoute::DisableChannel(name) => Ok(set_active(&name, false, now).await?),
+        ApiRoute::EnableChannel(name) => Ok(set_active(&name, true, now).await?),
+        ApiRoute::StreamStatus(name) => Ok(match load_channel(&channels().await?, &name).await? {
+            Some(channel) => {
+                reply::json(StatusCode::OK, api::to_body(&StreamStatus::from(&channel)))
+            }
+            None => reply::status(StatusCode::NOT_FOUND),
+        }),
+        ApiRoute::RevokeSession(session) => {
+            Ok(mark(&registry::revoked_session_key(&session), Some(now)).await?)
+        }
+        ApiRoute::BlockViewer(viewer) => {
+            Ok(mark(&registry::blocked_viewer_key(&viewer), Some(now)).await?)
+        }
+        ApiRoute::UnblockViewer(viewer) => {
+            Ok(mark(&registry::blocked_viewer_key(&viewer), None).await?)
+        }
+        ApiRoute::OnPublish => Ok(on_publish(body, now).await?),
+        ApiRoute::OnPublishDone => Ok(on_publish_done(body).await?),
+        _ => Err(ApiError::NotFound),
+    })
+}
+
+async fn sign(body: &[u8], now: u64) -> Result<Result<Reply, ApiError>> {
+    let request: api::SignRequest = match api::parse_body(body) {
+        Ok(request) => request,
+        Err(error) => return Ok(Err(error)),
+    };
+    let signed = match request.scheme {
+        SignScheme::Gatecast => {
+            let spec = variables::get("signing_keys").await.context("signing_keys")?;
+            let keys = SigningKeys::parse(&spec).context("signing_keys is invalid")?;
+            api::sign_gatecast(&request, &keys, now)
+        }
+        _ => Err(ApiError::SchemeUnavailable),
+    };
+    Ok(signed.map(|signed| reply::json(StatusCode::OK, api::to_body(&signed))))
+}
+
+async fn create_channel(name: &StreamName) -> Result<Reply> {
+    let store = channels().await?;
+    if load_channel(&store, name).await?.is_some() {
+        return Ok(reply::status(StatusCode::CONFLICT));
+    }
+    let stream_key = fresh_stream_key();
+    let digest = registry::stream_key_digest(&stream_key);
+    store
+        .set(registry::stream_key_index(&digest), name.as_str())
+        .await
+        .context("indexing the stream key")?;
+    let channel = ChannelRecord {
+        name: name.to_string(),
+        active: true,
+        key_sha256: digest,
+        live_since: None,
+    };
+    save_channel(&store, name, &channel).await?;
+    Ok(key_reply(StatusCode::CREATED, name, stream_key))
+}
+
+/// Issues a new stream key. The old one stops working at once (its index entry is deleted);
+/// a broadcast already running with it continues until it ends.
+async fn rotate_key(name: &StreamName) -> Result<Reply> {
+    let store = channels().await?;
+    let Some(mut channel) = load_channel(&store, name).await? else {
+        return Ok(reply::status(StatusCode::NOT_FOUND));
+    };
+    let stream_key = fresh_stream_key();
+    let old_digest = std::mem::replace(
+        &mut channel.key_sha256,
+        registry::stream_key_digest(&stream_key),
+    );
+    store
+        .set(registry::stream_key_index(&channel.key_sha256), name.as_str())
+        .await
+        .context("indexing the stream key")?;
+    save_channel(&store, name, &channel).await?;
+    store
+        .delete(registry::stream_key_index(&old_digest))
+        .await
+        .context("dropping the old stream key")?;
+    Ok(key_reply(StatusCode::OK, name, stream_key))
+}
+
+/// Enables or disables (bans) a channel: the hook refuses a disabled channel's key, and the
+/// `banned-stream` mark makes the key component refuse its keys, cutting current viewers off
+/// at the next key period.
+async fn set_active(name: &StreamName, active: bool, now: u64) -> Result<Reply> {
+    let store = channels().await?;
+    let Some(mut channel) = load_channel(&store, name).await? else {
+        return Ok(reply::status(StatusCode::NOT_FOUND));
+    };
+    channel.active = active;
+    save_channel(&store, name, &channel).await?;
+    mark(&registry::banned_stream_key(name), (!active).then_some(now)).await
+}
+
+/// Sets (`Some(time)`) or clears (`None`) a sanction mark in the `viewers` store.
+async fn mark(key: &str, since: Option<u64>) -> Result<Reply> {
+    let store = Store::open(registry::VIEWERS_STORE)
+        .await
+        .context("opening the viewers store")?;
+    match since {
+        Some(time) => store.set(key, time.to_string()).await,
+        None => store.delete(key).await,
+    }
+    .context("updating the viewers store")?;
+    Ok(reply::status(StatusCode::NO_CONTENT))
+}
+
+async fn on_publish(body: &[u8], now: u64) -> Result<Reply> {
+    let Some(mut channel) = channel_of_hook(body).await? else {
+        return Ok(reply::status(StatusCode::FORBIDDEN));
+    };
+    Ok(match registry::decide_publish(Some(&channel)) {
+        PublishDecision::Rename(name) => {
+            channel.live_since = Some(now);
+            save_channel(&channels().await?, &name, &channel).await?;
+            reply::redirect(name.as_str())
+        }
+        _ => reply::status(StatusCode::FORBIDDEN),
+    })
+}
+
+/// nginx-rtmp ignores this reply, so it is 200 whatever happened.
+async fn on_publish_done(body: &[u8]) -> Result<Reply> {
+    if let Some(mut channel) = channel_of_hook(body).await? {
+        if let Ok(name) = StreamName::parse(&channel.name) {
+            channel.live_since = None;
+            save_channel(&channels().await?, &name, &channel).await?;
+        }
+    }
+    Ok(reply::status(StatusCode::OK))
+}
+
+/// The channel whose stream key an nginx-rtmp callback presents, found by the key's digest.
+async fn channel_of_hook(body: &[u8]) -> Result<Option<ChannelRecord>> {
+    let Some(stream_key) = std::str::from_utf8(body).ok().and_then(api::hook_stream_key) else {
+        return Ok(None);
+    };
+    let store = channels().await?;
+    let index = registry::stream_key_index(&registry::stream_key_digest(&stream_key));
+    let Some(name) = store.get(index).await.context("looking up the stream key")? else {
+        return Ok(None);
+    };
+    let Some(name) = std::str::from_utf8(&name)
+        .ok()
+        .and_then(|name| StreamName::parse(name).ok())
+    else {
+        return Ok(None);
+    };
+    load_channel(&store, &name).await
+}
+
+async fn channels() -> Result<Store> {
+    Store::open(registry::CHANNELS_STORE)
+        .await
+        .context("opening the channels store")
+}
+
+async fn load_channel(store: &Store, name: &StreamName) -> Result<Option<ChannelRecord>> {
+    store
+        .get_json(registry::channel_key(name))
+        .await
+        .context("reading a channel")
+}
+
+async fn save_channel(store: &Store, name: &StreamName, channel: &ChannelRecord) -> Result<()> {
+    store
+        .set_json(registry::channel_key(name), channel)
+        .await
+        .context("writing a channel")
+}
+
+fn key_reply(status: StatusCode, name: &StreamName, stream_key: String) -> Reply {
+    let body = ChannelKeyResponse {
+        name: name.to_string(),
+        stream_key,
+    };
+    reply::json(status, api::to_body(&body))
+}
+
+/// A stream key from the host's CSPRNG (`wasi:random`).
+fn fresh_stream_key() -> String {
+    let mut random = [0u8; registry::STREAM_KEY_RANDOM_BYTES];
+    let mut filled = 0;
+    while filled < random.len() {
+        // wasi:random may return fewer bytes than asked for; keep asking.
+        let remaining = (random.len() - filled) as u64;
+        let chunk = spin_sdk::wasip3::random::random::get_random_bytes(remaining);
+        let take = chunk.len().min(random.len() - filled);
+        random[filled..filled + take].copy_from_slice(&chunk[..take]);
+        filled += take;
+    }
+    registry::new_stream_key(&random)
+}
+
+fn unix_now() -> u64 {
+    let now = spin_sdk::wasip3::clocks::system_clock::now();
+    u64::try_from(now.seconds).unwrap_or(0)
 }

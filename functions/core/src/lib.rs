@@ -19,6 +19,8 @@
 //! `wasm32-wasip2` and every rule is testable by hand.
 #![warn(missing_docs)]
 
+pub mod access;
+pub mod api;
 mod crypto;
 pub mod form;
 pub mod layout;

@@ -1,0 +1,420 @@
+//! The management surface served by the `api` component: its routes, its authentication
+//! (bearer token for the API, `?secret=` for the nginx-rtmp hooks) and the `/api/sign` rule.
+//!
+//! ```text
+//! POST /api/sign                        {"stream","viewer","session","ttl","ip","scheme"} -> {"url","expires"}
+//! POST /api/channels                    {"name"} -> {"name","stream_key"}
+//! POST /api/channels/<name>/rotate      -> {"name","stream_key"}
+//! POST /api/channels/<name>/disable     -> 204
+//! POST /api/channels/<name>/enable      -> 204
+//! GET  /api/streams/<name>              -> {"name","live","since"}
+//! POST /api/sessions/<session>/revoke   -> 204
+//! POST /api/viewers/<viewer>/block      -> 204
+//! POST /api/viewers/<viewer>/unblock    -> 204
+//! POST /hooks/on-publish?secret=..      form body (nginx-rtmp) -> 302 Location: <name> | 403
+//! POST /hooks/on-publish-done?secret=.. form body -> 200
+//! ```
+//!
+//! Both secrets are compared as SHA-256 digests in constant time, so neither their content nor
+//! their length leaks through timing.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use crate::form;
+use crate::layout::{StreamName, live_playlist_path};
+use crate::registry::{self, RegistryError};
+use crate::viewer_token::{self, SigningKeys, TokenError, ViewerClaims};
+
+/// Playlist URL lifetime when `/api/sign` gets no `ttl`. The player refetches the playlist with
+/// the same URL for the whole session, so this must cover a long viewing session.
+pub const DEFAULT_SIGN_TTL_SECONDS: u64 = 4 * 3600;
+/// Longest playlist URL lifetime `/api/sign` grants.
+pub const MAX_SIGN_TTL_SECONDS: u64 = 7 * 24 * 3600;
+/// Query parameter carrying the hook secret on nginx-rtmp callback URLs.
+pub const HOOK_SECRET_PARAM: &str = "secret";
+/// Form field of the nginx-rtmp callback body that holds the stream name (= secret stream key).
+pub const HOOK_NAME_FIELD: &str = "name";
+
+/// Why an API request was refused. Each variant maps to one status in [`ApiError::status`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// No route has this path.
+    #[error("no such endpoint")]
+    NotFound,
+    /// The route exists but not for this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A path segment is not a valid stream name, viewer id or session id.
+    #[error("invalid name or id in path")]
+    InvalidPath,
+    /// The JSON body does not match the endpoint's request type.
+    #[error("malformed request body")]
+    MalformedBody,
+    /// A claim of `/api/sign` was refused by the token rules.
+    #[error("cannot sign: {0}")]
+    Unsignable(#[from] TokenError),
+    /// The requested signing scheme is not configured on this deployment.
+    #[error("signing scheme is not configured")]
+    SchemeUnavailable,
+}
+
+impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Self::NotFound => http::StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => http::StatusCode::METHOD_NOT_ALLOWED,
+            Self::InvalidPath | Self::MalformedBody | Self::Unsignable(_) => {
+                http::StatusCode::BAD_REQUEST
+            }
+            Self::SchemeUnavailable => http::StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(_: RegistryError) -> Self {
+        Self::InvalidPath
+    }
+}
+
+/// One management endpoint, with its validated path parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiRoute {
+    /// `POST /api/sign`
+    Sign,
+    /// `POST /api/channels`
+    CreateChannel,
+    /// `POST /api/channels/<name>/rotate`
+    RotateKey(StreamName),
+    /// `POST /api/channels/<name>/disable`
+    DisableChannel(StreamName),
+    /// `POST /api/channels/<name>/enable`
+    EnableChannel(StreamName),
+    /// `GET /api/streams/<name>`
+    StreamStatus(StreamName),
+    /// `POST /api/sessions/<session>/revoke`
+    RevokeSession(String),
+    /// `POST /api/viewers/<viewer>/block`
+    BlockViewer(String),
+    /// `POST /api/viewers/<viewer>/unblock`
+    UnblockViewer(String),
+    /// `POST /hooks/on-publish`
+    OnPublish,
+    /// `POST /hooks/on-publish-done`
+    OnPublishDone,
+}
+
+impl ApiRoute {
+    /// Routes a request by method and path (without query string).
+    pub fn parse(method: &str, path: &str) -> Result<Self, ApiError> {
+        let segments: Vec<&str> = path
+            .strip_prefix('/')
+            .ok_or(ApiError::NotFound)?
+            .split('/')
+            .collect();
+        let name = |text: &str| StreamName::parse(text).map_err(|_| ApiError::InvalidPath);
+        let id = |text: &str| Ok::<_, ApiError>(registry::validate_id(text)?.to_owned());
+        let (expected_method, route) = match segments.as_slice() {
+            ["api", "sign"] => ("POST", Self::Sign),
+            ["api", "channels"] => ("POST", Self::CreateChannel),
+            ["api", "channels", channel, "rotate"] => ("POST", Self::RotateKey(name(channel)?)),
+            ["api", "channels", channel, "disable"] => {
+                ("POST", Self::DisableChannel(name(channel)?))
+            }
+            ["api", "channels", channel, "enable"] => ("POST", Self::EnableChannel(name(channel)?)),
+            ["api", "streams", stream] => ("GET", Self::StreamStatus(name(stream)?)),
+            ["api", "sessions", session, "revoke"] => ("POST", Self::RevokeSession(id(session)?)),
+            ["api", "viewers", viewer, "block"] => ("POST", Self::BlockViewer(id(viewer)?)),
+            ["api", "viewers", viewer, "unblock"] => ("POST", Self::UnblockViewer(id(viewer)?)),
+            ["hooks", "on-publish"] => ("POST", Self::OnPublish),
+            ["hooks", "on-publish-done"] => ("POST", Self::OnPublishDone),
+            _ => return Err(ApiError::NotFound),
+        };
+        if method != expected_method {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        Ok(route)
+    }
+
+    /// Whether the route is an nginx-rtmp hook (authenticated by `?secret=`), not an API call
+    /// (authenticated by the bearer token).
+    pub fn is_hook(&self) -> bool {
+        matches!(self, Self::OnPublish | Self::OnPublishDone)
+    }
+}
+
+/// Whether an `Authorization` header carries `Bearer <api_token>`. An empty configured token
+/// never matches, so a forgotten variable locks the API rather than opening it.
+pub fn bearer_matches(authorization: Option<&str>, api_token: &str) -> bool {
+    let presented = authorization
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    secret_matches(presented, api_token)
+}
+
+/// Whether a hook URL's query string carries `secret=<hook_secret>`.
+pub fn hook_secret_matches(query: &str, hook_secret: &str) -> bool {
+    secret_matches(form::field(query, HOOK_SECRET_PARAM).as_deref(), hook_secret)
+}
+
+/// The secret stream key an nginx-rtmp callback body presents (`name=`), if any.
+pub fn hook_stream_key(body: &str) -> Option<String> {
+    form::field(body, HOOK_NAME_FIELD).filter(|key| !key.is_empty())
+}
+
+fn secret_matches(presented: Option<&str>, configured: &str) -> bool {
+    match presented {
+        Some(presented) if !configured.is_empty() => {
+            let presented = Sha256::digest(presented.as_bytes());
+            let configured = Sha256::digest(configured.as_bytes());
+            presented.ct_eq(&configured).into()
+        }
+        _ => false,
+    }
+}
+
+/// How `/api/sign` protects the playlist URL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SignScheme {
+    /// A gatecast viewer token (`?t=`).
+    #[default]
+    Gatecast,
+    /// A WMSAuth signature (`?wmsAuthSign=`), for players and pages already built for it.
+    Wmsauth,
+}
+
+/// `POST /api/sign` body.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignRequest {
+    /// Public stream name.
+    pub stream: String,
+    /// The site's viewer id (pay-per-view and blocking act on it).
+    #[serde(default)]
+    pub viewer: String,
+    /// The site's session id (revocation acts on it).
+    #[serde(default)]
+    pub session: String,
+    /// URL lifetime in seconds; [`DEFAULT_SIGN_TTL_SECONDS`] when absent, at most
+    /// [`MAX_SIGN_TTL_SECONDS`].
+    #[serde(default)]
+    pub ttl: Option<u64>,
+    /// Bind the URL (and every key token issued from it) to this client address.
+    #[serde(default)]
+    pub ip: Option<IpAddr>,
+    /// Signing scheme, `gatecast` by default.
+    #[serde(default)]
+    pub scheme: SignScheme,
+}
+
+/// `POST /api/sign` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignResponse {
+    /// Path and query of the playlist, relative to the edge base URL.
+    pub url: String,
+    /// Unix time the URL stops admitting new playlist fetches.
+    pub expires: u64,
+}
+
+/// `POST /api/channels` body.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateChannelRequest {
+    /// Public stream name of the new channel.
+    pub name: String,
+}
+
+/// Answer of channel creation and key rotation: the only time the stream key is ever shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelKeyResponse {
+    /// Public stream name.
+    pub name: String,
+    /// The new secret stream key.
+    pub stream_key: String,
+}
+
+/// Parses a JSON request body.
+pub fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody)
+}
+
+/// Serialises a response body.
+pub fn to_body<T: Serialize>(value: &T) -> Vec<u8> {
+    // Invariant: our response types are plain structs of strings, numbers and options, which
+    // serde_json always serialises.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// The `/api/sign` rule for the gatecast scheme: a viewer token for the playlist URL.
+pub fn sign_gatecast(
+    request: &SignRequest,
+    keys: &SigningKeys,
+    now: u64,
+) -> Result<SignResponse, ApiError> {
+    let stream = StreamName::parse(&request.stream)
+        .map_err(|_| ApiError::Unsignable(TokenError::InvalidClaim("stream")))?;
+    let ttl = request
+        .ttl
+        .unwrap_or(DEFAULT_SIGN_TTL_SECONDS)
+        .clamp(1, MAX_SIGN_TTL_SECONDS);
+    let expires = now.saturating_add(ttl);
+    let claims = ViewerClaims {
+        viewer: request.viewer.clone(),
+        session: request.session.clone(),
+        stream: stream.to_string(),
+        expires_at: expires,
+        ip: request.ip,
+        kid: String::new(),
+    };
+    let token = keys.issue(&claims)?;
+    Ok(SignResponse {
+        url: format!(
+            "/{}?{}={}",
+            live_playlist_path(&stream),
+            viewer_token::QUERY_PARAM,
+            form::encode(&token)
+        ),
+        expires,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &str) -> StreamName {
+        StreamName::parse(text).expect("valid test name")
+    }
+
+    #[test]
+    fn routes_are_parsed_with_their_parameters() {
+        let cases = [
+            ("POST", "/api/sign", ApiRoute::Sign),
+            ("POST", "/api/channels", ApiRoute::CreateChannel),
+            ("POST", "/api/channels/benw/rotate", ApiRoute::RotateKey(name("benw"))),
+            ("POST", "/api/channels/benw/disable", ApiRoute::DisableChannel(name("benw"))),
+            ("POST", "/api/channels/benw/enable", ApiRoute::EnableChannel(name("benw"))),
+            ("GET", "/api/streams/benw", ApiRoute::StreamStatus(name("benw"))),
+            ("POST", "/api/sessions/s-42/revoke", ApiRoute::RevokeSession("s-42".into())),
+            ("POST", "/api/viewers/ID_1/block", ApiRoute::BlockViewer("ID_1".into())),
+            ("POST", "/api/viewers/ID_1/unblock", ApiRoute::UnblockViewer("ID_1".into())),
+            ("POST", "/hooks/on-publish", ApiRoute::OnPublish),
+            ("POST", "/hooks/on-publish-done", ApiRoute::OnPublishDone),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(ApiRoute::parse(method, path), Ok(expected.clone()), "{path}");
+            assert_eq!(expected.is_hook(), path.starts_with("/hooks/"));
+        }
+    }
+
+    #[test]
+    fn bad_routes_are_refused() {
+        assert_eq!(ApiRoute::parse("GET", "/api/sign"), Err(ApiError::MethodNotAllowed));
+        assert_eq!(ApiRoute::parse("POST", "/api/streams/benw"), Err(ApiError::MethodNotAllowed));
+        assert_eq!(ApiRoute::parse("POST", "/api/other"), Err(ApiError::NotFound));
+        assert_eq!(ApiRoute::parse("POST", "/api/sign/"), Err(ApiError::NotFound));
+        assert_eq!(ApiRoute::parse("POST", "api/sign"), Err(ApiError::NotFound));
+        assert_eq!(
+            ApiRoute::parse("POST", "/api/channels/../rotate"),
+            Err(ApiError::InvalidPath)
+        );
+        assert_eq!(
+            ApiRoute::parse("POST", "/api/sessions/a%2Fb/revoke"),
+            Err(ApiError::InvalidPath)
+        );
+        assert_eq!(ApiError::InvalidPath.status(), 400);
+        assert_eq!(ApiError::MethodNotAllowed.status(), 405);
+    }
+
+    #[test]
+    fn bearer_tokens_must_match_exactly() {
+        assert!(bearer_matches(Some("Bearer s3cret-token"), "s3cret-token"));
+        assert!(!bearer_matches(Some("Bearer s3cret-tokeN"), "s3cret-token"));
+        assert!(!bearer_matches(Some("Bearer s3cret"), "s3cret-token"));
+        assert!(!bearer_matches(Some("Basic s3cret-token"), "s3cret-token"));
+        assert!(!bearer_matches(None, "s3cret-token"));
+        // An unset token never opens the API, not even to an empty bearer.
+        assert!(!bearer_matches(Some("Bearer "), ""));
+        assert!(!bearer_matches(Some("Bearer x"), ""));
+    }
+
+    #[test]
+    fn hook_secret_and_stream_key_come_from_the_callback() {
+        assert!(hook_secret_matches("secret=h%2Bk", "h+k"));
+        assert!(!hook_secret_matches("secret=h+k", "h+k"));
+        assert!(!hook_secret_matches("other=h", "h"));
+        assert!(!hook_secret_matches("secret=", ""));
+        assert_eq!(
+            hook_stream_key("call=publish&name=J42ninLbjl2E2V8ePqy7&type=live").as_deref(),
+            Some("J42ninLbjl2E2V8ePqy7")
+        );
+        assert_eq!(hook_stream_key("call=publish&name=&type=live"), None);
+        assert_eq!(hook_stream_key("call=publish"), None);
+    }
+
+    #[test]
+    fn sign_requests_parse_with_defaults() {
+        let request: SignRequest =
+            parse_body(br#"{"stream":"benw","viewer":"ID_1"}"#).expect("valid body");
+        assert_eq!(request.scheme, SignScheme::Gatecast);
+        assert_eq!(request.ttl, None);
+        assert_eq!(request.session, "");
+        let request: SignRequest = parse_body(
+            br#"{"stream":"benw","viewer":"v","session":"s","ttl":60,"ip":"203.0.113.5","scheme":"wmsauth"}"#,
+        )
+        .expect("valid body");
+        assert_eq!(request.scheme, SignScheme::Wmsauth);
+        assert_eq!(request.ip, Some(IpAddr::from([203, 0, 113, 5])));
+        assert_eq!(
+            parse_body::<SignRequest>(br#"{"stream":"benw","scheme":"rot13"}"#),
+            Err(ApiError::MalformedBody)
+        );
+        assert_eq!(parse_body::<SignRequest>(b"{"), Err(ApiError::MalformedBody));
+    }
+
+    #[test]
+    fn signed_urls_verify_for_their_stream_and_expire() {
+        let keys = SigningKeys::parse("k1:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u").expect("valid keys");
+        let request = SignRequest {
+            stream: "benw".into(),
+            viewer: "ID_1".into(),
+            session: "s-42".into(),
+            ttl: Some(600),
+            ip: None,
+            scheme: SignScheme::Gatecast,
+        };
+        let signed = sign_gatecast(&request, &keys, 1_000).expect("signable");
+        assert_eq!(signed.expires, 1_600);
+        let query = signed
+            .url
+            .strip_prefix("/live/benw/index.m3u8?")
+            .expect("playlist path");
+        let token = form::field(query, viewer_token::QUERY_PARAM).expect("token in query");
+        let claims = viewer_token::verify(&token, &keys, 1_599, "benw", None).expect("valid");
+        assert_eq!((claims.viewer.as_str(), claims.session.as_str()), ("ID_1", "s-42"));
+        assert_eq!(
+            viewer_token::verify(&token, &keys, 1_600, "benw", None),
+            Err(TokenError::Expired)
+        );
+
+        let unbounded = SignRequest { ttl: Some(u64::MAX), ..request.clone() };
+        assert_eq!(
+            sign_gatecast(&unbounded, &keys, 1_000).expect("signable").expires,
+            1_000 + MAX_SIGN_TTL_SECONDS
+        );
+        let bad_stream = SignRequest { stream: "../x".into(), ..request };
+        assert!(matches!(
+            sign_gatecast(&bad_stream, &keys, 1_000),
+            Err(ApiError::Unsignable(_))
+        ));
+    }
+}

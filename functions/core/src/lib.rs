@@ -13,6 +13,13 @@
 //! - [`ppv`]: pay-per-view — WMSPanel push protocol types and mutual authorization, the
 //!   per-key-period charging rule, its KV key names, the concurrent-session cap.
 //! - [`status`]: the single mapping from this crate's errors to HTTP statuses ([`status::Refusal`]).
+//! - [`access`]: who may fetch a key or segment — the credential a rewritten playlist wrote
+//!   into the URI, checked the same way by the `key` and `segment` components.
+//! - [`api`]: the `api` component's routes, its authentication and the `/api/sign` rule.
+//! - [`form`]: query string, form body and `Cookie` header decoding.
+//! - [`registry`]: the channel registry and viewer sanctions in KV, and the publish decision.
+//! - [`reply`]: every HTTP response the edge functions send (status, CORS, caching headers).
+//! - [`storage`]: presigned SigV4 `GET`s against S3-compatible storage and their outcomes.
 //!
 //! Stance on I/O: none. This crate never touches a socket, a file, the clock or a random source;
 //! callers pass `now` and bytes in and get values out, so the same code runs natively and in

@@ -1,2 +1,195 @@
-//! Placeholder until the I/O shell lands.
-fn main() {}
+//! `gatecast-ingest`: parse flags into a [`Config`], set up tracing, run until SIGTERM/ctrl-c.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use clap::Parser;
+use gatecast_ingest::Config;
+use gatecast_ingest::config::S3Options;
+
+/// RTMP publish in (rtmp://HOST:PORT/<app>/<stream key>), AES-128 encrypted HLS out to
+/// S3-compatible storage.
+#[derive(Debug, Parser)]
+#[command(name = "gatecast-ingest", version)]
+struct Cli {
+    /// RTMP listen address.
+    #[arg(long, env = "GATECAST_LISTEN", default_value = "0.0.0.0:1935")]
+    listen: SocketAddr,
+    /// The RTMP application publishers must use.
+    #[arg(long, env = "GATECAST_APP", default_value = "live")]
+    app: String,
+    /// Admin HTTP listen address (/metrics, /healthz, POST /streams/<name>/cutoff).
+    #[arg(long, env = "GATECAST_ADMIN", default_value = "127.0.0.1:9935")]
+    admin: SocketAddr,
+    /// Keys file: TOML `[[channel]] key = "…" name = "…" active = true`; reloaded on change and SIGHUP.
+    #[arg(long, env = "GATECAST_KEYS")]
+    keys: Option<PathBuf>,
+    /// nginx-rtmp compatible on_publish URL (http://), asked for keys the keys file does not list.
+    #[arg(long, env = "GATECAST_ON_PUBLISH")]
+    on_publish: Option<String>,
+    /// nginx-rtmp compatible on_publish_done URL (http://).
+    #[arg(long, env = "GATECAST_ON_PUBLISH_DONE")]
+    on_publish_done: Option<String>,
+    /// Seconds a hook may take before the publish is refused.
+    #[arg(long, env = "GATECAST_HOOK_TIMEOUT_SECS", default_value_t = 5)]
+    hook_timeout_secs: u64,
+    /// Failed key attempts allowed per client address in a burst.
+    #[arg(long, env = "GATECAST_AUTH_FAILURE_BURST", default_value_t = 5)]
+    auth_failure_burst: u32,
+    /// Seconds per further failed key attempt after the burst.
+    #[arg(
+        long,
+        env = "GATECAST_AUTH_FAILURE_INTERVAL_SECS",
+        default_value_t = 10
+    )]
+    auth_failure_interval_secs: u64,
+    /// Media storage: file:///path (or file://relative/path) or s3://BUCKET[/PREFIX].
+    #[arg(
+        long,
+        env = "GATECAST_STORAGE",
+        default_value = "file://./.gatecast/media"
+    )]
+    storage: String,
+    /// Separate storage for key objects (same URL forms); defaults to --storage.
+    #[arg(long, env = "GATECAST_KEY_STORAGE")]
+    key_storage: Option<String>,
+    /// S3 endpoint, e.g. http://127.0.0.1:9000 (path-style; plain HTTP allowed).
+    #[arg(long, env = "GATECAST_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "GATECAST_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// S3 access key id.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    s3_access_key_id: Option<String>,
+    /// S3 secret access key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    s3_secret_access_key: Option<String>,
+    /// S3 session token.
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    s3_session_token: Option<String>,
+    /// Target segment duration in seconds (segments are cut at the next keyframe).
+    #[arg(long, env = "GATECAST_SEGMENT_SECONDS", default_value_t = 4.0)]
+    segment_seconds: f64,
+    /// A fresh AES-128 key every N segments.
+    #[arg(long, env = "GATECAST_SEGMENTS_PER_KEY", default_value_t = 6)]
+    segments_per_key: u32,
+    /// Segments in the live playlist.
+    #[arg(long, env = "GATECAST_PLAYLIST_SEGMENTS", default_value_t = 6)]
+    playlist_segments: usize,
+    /// Prefix of key URIs in playlists.
+    #[arg(long, env = "GATECAST_KEY_URI_PREFIX", default_value = "/keys")]
+    key_uri_prefix: String,
+    /// Keep every segment and write live/<name>/vod.m3u8 too.
+    #[arg(long, env = "GATECAST_RECORD")]
+    record: bool,
+    /// Maximum simultaneous RTMP connections.
+    #[arg(long, env = "GATECAST_MAX_CONNECTIONS", default_value_t = 256)]
+    max_connections: usize,
+    /// Upload buffer cap per stream, in MiB; past it the oldest unsent segments are dropped.
+    #[arg(long, env = "GATECAST_MAX_BUFFER_MB", default_value_t = 64)]
+    max_buffer_mb: usize,
+    /// Seconds for the RTMP handshake.
+    #[arg(long, env = "GATECAST_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
+    handshake_timeout_secs: u64,
+    /// Seconds without input before a connection is closed.
+    #[arg(long, env = "GATECAST_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    idle_timeout_secs: u64,
+    /// Largest RTMP chunk size a client may set.
+    #[arg(long, env = "GATECAST_MAX_CHUNK_SIZE", default_value_t = 1 << 20)]
+    max_chunk_size: u32,
+    /// Largest RTMP media message, in MiB.
+    #[arg(long, env = "GATECAST_MAX_MESSAGE_MB", default_value_t = 8)]
+    max_message_mb: usize,
+    /// Seconds shutdown may take to finalize live playlists.
+    #[arg(long, env = "GATECAST_SHUTDOWN_TIMEOUT_SECS", default_value_t = 15)]
+    shutdown_timeout_secs: u64,
+}
+
+impl Cli {
+    fn into_config(self) -> anyhow::Result<Config> {
+        ensure!(
+            self.segment_seconds.is_finite() && self.segment_seconds > 0.0,
+            "--segment-seconds must be positive"
+        );
+        ensure!(
+            self.segments_per_key > 0,
+            "--segments-per-key must be at least 1"
+        );
+        ensure!(
+            self.playlist_segments > 0,
+            "--playlist-segments must be at least 1"
+        );
+        let mut config = Config::local(self.storage);
+        config.rtmp.listen = self.listen;
+        config.rtmp.app = self.app;
+        config.rtmp.max_connections = self.max_connections;
+        config.rtmp.handshake_timeout = Duration::from_secs(self.handshake_timeout_secs);
+        config.rtmp.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
+        config.rtmp.max_chunk_size = self.max_chunk_size;
+        config.rtmp.max_message_size = self.max_message_mb << 20;
+        config.admin_listen = self.admin;
+        config.auth.keys_file = self.keys;
+        config.auth.on_publish = self.on_publish;
+        config.auth.on_publish_done = self.on_publish_done;
+        config.auth.hook_timeout = Duration::from_secs(self.hook_timeout_secs);
+        config.auth.failed_attempts_burst = self.auth_failure_burst;
+        config.auth.failed_attempt_interval = Duration::from_secs(self.auth_failure_interval_secs);
+        config.storage.keys_url = self.key_storage;
+        let mut s3 = S3Options::default();
+        s3.endpoint = self.s3_endpoint;
+        s3.region = self.s3_region;
+        s3.access_key_id = self.s3_access_key_id;
+        s3.secret_access_key = self.s3_secret_access_key;
+        s3.session_token = self.s3_session_token;
+        config.storage.s3 = s3;
+        config.media.segment_duration = Duration::from_secs_f64(self.segment_seconds);
+        config.media.segments_per_key = self.segments_per_key;
+        config.media.playlist_segments = self.playlist_segments;
+        config.media.key_uri_prefix = self.key_uri_prefix;
+        config.media.record = self.record;
+        config.max_buffer_bytes = self.max_buffer_mb << 20;
+        config.shutdown_timeout = Duration::from_secs(self.shutdown_timeout_secs);
+        Ok(config)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Cli::parse().into_config()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GATECAST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    gatecast_ingest::run(config, shutdown_signal())
+        .await
+        .context("ingest worker failed")
+}
+
+/// Resolves on ctrl-c or (Unix) SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; ctrl-c only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

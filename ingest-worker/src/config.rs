@@ -1,0 +1,176 @@
+//! The worker's typed configuration.
+//!
+//! Only the binary parses flags and environment (style rule 14); everything here is plain data so
+//! tests and the dev launcher can build a [`Config`] directly, usually from [`Config::local`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the worker needs to run.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The RTMP side: where to listen and how much to tolerate.
+    pub rtmp: RtmpConfig,
+    /// Admin HTTP listen address (`/metrics`, `/healthz`, cut-off). Port 0 picks a free port.
+    pub admin_listen: SocketAddr,
+    /// How stream keys are checked.
+    pub auth: AuthConfig,
+    /// Where segments, playlists and keys go.
+    pub storage: StorageConfig,
+    /// Segmenting, key rotation and playlist shape.
+    pub media: MediaSettings,
+    /// Memory cap, in bytes, of encrypted segments waiting for upload, **per stream**. Past it the
+    /// oldest not-yet-uploaded segments are dropped so a slow or down store never stalls the
+    /// RTMP reader (the publisher would otherwise see its own connection freeze).
+    pub max_buffer_bytes: usize,
+    /// How long shutdown may take to finalize live playlists before the worker gives up.
+    pub shutdown_timeout: Duration,
+}
+
+/// RTMP listener settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RtmpConfig {
+    /// Listen address; port 0 picks a free port (see `Worker::rtmp_addr`).
+    pub listen: SocketAddr,
+    /// The only RTMP application accepted (`rtmp://host/<app>/<stream key>`).
+    pub app: String,
+    /// Cap on simultaneous connections; the excess is closed right after accept.
+    pub max_connections: usize,
+    /// The RTMP handshake must complete within this time.
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Largest chunk size a client may announce with `SetChunkSize`.
+    pub max_chunk_size: u32,
+    /// Largest single audio/video/command message accepted, in bytes.
+    pub max_message_size: usize,
+}
+
+/// Stream key checks. At least one of `keys_file` and `on_publish` should be set, otherwise
+/// every publish is refused.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct AuthConfig {
+    /// TOML file of `[[channel]] key = "…" name = "…" active = true`, reloaded on change.
+    pub keys_file: Option<PathBuf>,
+    /// nginx-rtmp compatible `on_publish` URL (plain `http://`), asked when the keys file does
+    /// not know the key.
+    pub on_publish: Option<String>,
+    /// nginx-rtmp compatible `on_publish_done` URL (plain `http://`).
+    pub on_publish_done: Option<String>,
+    /// How long a hook may take before the publish is refused.
+    pub hook_timeout: Duration,
+    /// Failed key attempts a client address may make in a burst.
+    pub failed_attempts_burst: u32,
+    /// After the burst, one more failed attempt is allowed per this interval.
+    pub failed_attempt_interval: Duration,
+}
+
+/// Object storage locations.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StorageConfig {
+    /// `file:///path` or `s3://bucket[/prefix]` for playlists and segments.
+    pub media_url: String,
+    /// Optional separate location for key objects (same URL forms); defaults to `media_url`.
+    pub keys_url: Option<String>,
+    /// S3 options, used by `s3://` URLs.
+    pub s3: S3Options,
+}
+
+/// Connection details for S3-compatible stores.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct S3Options {
+    /// Endpoint URL (e.g. `http://127.0.0.1:9000`); AWS when unset.
+    pub endpoint: Option<String>,
+    /// Region; signing needs one even for non-AWS servers.
+    pub region: String,
+    /// Access key id; when unset `object_store`'s default credential chain applies.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+    /// Session token for temporary credentials.
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Options {
+    /// Hand-written so the secret never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Options")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Segmenting, key rotation and playlist shape.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MediaSettings {
+    /// Target segment duration; segments are cut at the first keyframe past it.
+    pub segment_duration: Duration,
+    /// A fresh AES key every this many segments.
+    pub segments_per_key: u32,
+    /// Segments in the live playlist window.
+    pub playlist_segments: usize,
+    /// Prefix of key URIs written into playlists (`<prefix>/<name>/<id>.key`).
+    pub key_uri_prefix: String,
+    /// Also keep a growing `vod.m3u8` and never delete segments or keys.
+    pub record: bool,
+}
+
+impl Config {
+    /// A config for local runs and tests: RTMP and admin on `127.0.0.1:0`, files under
+    /// `storage_url`, no keys file or hook (set `auth` afterwards), short timeouts.
+    pub fn local(storage_url: impl Into<String>) -> Self {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            rtmp: RtmpConfig {
+                listen: loopback,
+                app: "live".to_owned(),
+                max_connections: 64,
+                handshake_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(30),
+                max_chunk_size: 1 << 20,
+                max_message_size: 8 << 20,
+            },
+            admin_listen: loopback,
+            auth: AuthConfig {
+                hook_timeout: Duration::from_secs(5),
+                failed_attempts_burst: 5,
+                failed_attempt_interval: Duration::from_secs(10),
+                ..AuthConfig::default()
+            },
+            storage: StorageConfig {
+                media_url: storage_url.into(),
+                keys_url: None,
+                s3: S3Options {
+                    region: "us-east-1".to_owned(),
+                    ..S3Options::default()
+                },
+            },
+            media: MediaSettings {
+                segment_duration: Duration::from_secs(4),
+                segments_per_key: 6,
+                playlist_segments: 6,
+                key_uri_prefix: gatecast_core::layout::DEFAULT_KEY_URI_PREFIX.to_owned(),
+                record: false,
+            },
+            max_buffer_bytes: 64 << 20,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,774 @@
+//! One RTMP connection: handshake, `rml_rtmp` session, publish decisions, media into the
+//! pipeline, segments out to the stream's uploader.
+//!
+//! Everything that can go wrong on a connection ends that connection only: protocol errors,
+//! timeouts, oversized input and even a panic inside `rml_rtmp` (caught around
+//! `ServerSession::handle_input`) become a [`ConnectionError`] that is logged in the
+//! connection's span. A publish that was live when the connection ends is still finished
+//! cleanly: the open segment is flushed and the playlist gets `#EXT-X-ENDLIST`.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rml_rtmp::chunk_io::ChunkDeserializer;
+use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
+use rml_rtmp::messages::RtmpMessage;
+use rml_rtmp::rml_amf0::Amf0Value;
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
+
+use crate::auth::{ConnectInfo, Decision, PublishRequest};
+use crate::media::{KeySource, LivePlaylist, MediaConfig, MediaError, Pipeline, PlaylistConfig};
+use crate::metrics::RefusalReason;
+use crate::server::Shared;
+use crate::uploader::{SegmentSender, Uploader};
+
+/// Bytes read from the socket per wakeup: bounds the work done between two checks of the
+/// shutdown and cut-off signals (quinn's `MAX_TRANSMIT_DATAGRAMS` idea).
+const READ_CHUNK: usize = 16 * 1024;
+/// Bytes of post-handshake input searched for the `connect` command before giving up on
+/// reporting its fields to the hook.
+const CONNECT_SNIFF_LIMIT: usize = 64 * 1024;
+
+/// Why a connection ended early. Logged in the connection's span, never sent to the peer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// Socket error.
+    #[error("socket error")]
+    Io(#[from] std::io::Error),
+    /// The handshake did not complete within `handshake_timeout`.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// The peer closed the connection during the handshake.
+    #[error("peer closed the connection during the handshake")]
+    HandshakeIncomplete,
+    /// The handshake bytes are not RTMP.
+    #[error("invalid RTMP handshake")]
+    Handshake(#[from] HandshakeError),
+    /// The RTMP chunk or message stream is malformed.
+    #[error("invalid RTMP session data")]
+    Session(#[from] ServerSessionError),
+    /// `rml_rtmp` panicked on this peer's input; the connection is dropped, the worker lives on.
+    #[error("RTMP session panicked on peer input")]
+    SessionPanicked,
+    /// Nothing was received for `idle_timeout`.
+    #[error("idle for too long")]
+    IdleTimeout,
+    /// The peer did not read our responses for `idle_timeout`.
+    #[error("peer does not read")]
+    WriteTimeout,
+    /// The peer announced a chunk size above `max_chunk_size`.
+    #[error("chunk size {0} above the limit")]
+    ChunkSizeTooLarge(u32),
+    /// A media message exceeded `max_message_size`.
+    #[error("message of {0} bytes above the limit")]
+    MessageTooLarge(usize),
+    /// The publisher sends a codec gatecast cannot package (only H.264 + AAC).
+    #[error("unsupported codec")]
+    UnsupportedCodec(#[source] MediaError),
+    /// A connect, publish or play request was refused; the connection is closed after the
+    /// refusal was sent, as nginx-rtmp does.
+    #[error("refused: {}", .0.as_str())]
+    Refused(RefusalReason),
+}
+
+/// Key and IV bytes from the OS CSPRNG.
+struct OsRandom;
+
+impl KeySource for OsRandom {
+    fn fill(&mut self, buf: &mut [u8; 16]) {
+        // Invariant: the OS random source does not fail on supported platforms once the process
+        // runs; if it ever did, encrypting with predictable keys would be worse than stopping.
+        #[allow(clippy::expect_used)]
+        getrandom::fill(buf).expect("OS random number generator failed");
+    }
+}
+
+/// Runs one accepted connection to its end, inside a span carrying `conn_id` and `peer`.
+pub async fn handle_connection(
+    shared: Arc<Shared>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    conn_id: u64,
+    shutdown: CancellationToken,
+) {
+    let span = tracing::info_span!("connection", conn_id, peer = %peer);
+    async move {
+        shared.metrics.handle_connection_opened();
+        tracing::debug!("accepted");
+        let mut connection = Connection {
+            shared: Arc::clone(&shared),
+            socket,
+            peer,
+            conn_id,
+            span: Span::current(),
+            sniffer: Some(ConnectSniffer::default()),
+            connect_info: ConnectInfo::default(),
+            app: None,
+            publish: PublishState::Idle,
+        };
+        let outcome = connection.run(&shutdown).await;
+        connection.finish_publish("connection closed");
+        match outcome {
+            Ok(()) => tracing::debug!("closed"),
+            Err(error) => tracing::info!(error = %error, cause = ?std::error::Error::source(&error).map(ToString::to_string), "connection ended"),
+        }
+        shared.metrics.handle_connection_closed();
+    }
+    .instrument(span)
+    .await
+}
+
+/// Whether this connection publishes. Transitions go through [`PublishState::finish`] and
+/// the publish handler; there is no half-initialized state.
+enum PublishState {
+    /// Connected, not publishing.
+    Idle,
+    /// Publishing a stream.
+    Live(Box<LivePublish>),
+}
+
+/// An accepted publish.
+struct LivePublish {
+    /// The publish name exactly as `rml_rtmp` reports it in data events (query included).
+    session_stream_key: String,
+    request: PublishRequest,
+    pipeline: Pipeline,
+    sender: SegmentSender,
+    cutoff: CancellationToken,
+    /// The `stream` span (child of the connection's): `app`, `key` fingerprint, `name`.
+    span: Span,
+    media_errors: u64,
+}
+
+impl PublishState {
+    /// Ends the publish, if any: flushes the open segment and hands the uploader its last
+    /// segments (dropping the sender makes it write the final playlist), then fires
+    /// `on_publish_done` in the background.
+    fn finish(self, shared: &Arc<Shared>, why: &str) -> Self {
+        let Self::Live(live) = self else { return self };
+        let LivePublish {
+            mut pipeline,
+            sender,
+            span,
+            request,
+            ..
+        } = *live;
+        span.in_scope(|| {
+            if let Err(error) = pipeline.handle_end_of_stream(&mut OsRandom) {
+                tracing::warn!(error = %error, "flushing the last segment failed");
+            }
+            forward_segments(&mut pipeline, &sender, shared);
+            tracing::info!(why, "publish ended");
+        });
+        drop(sender);
+        let authorizer = Arc::clone(&shared.authorizer);
+        shared
+            .tracker
+            .spawn(async move { authorizer.handle_publish_done(&request).await }.instrument(span));
+        Self::Idle
+    }
+
+    fn cutoff(&self) -> Option<CancellationToken> {
+        match self {
+            Self::Live(live) => Some(live.cutoff.clone()),
+            Self::Idle => None,
+        }
+    }
+}
+
+/// Moves every ready segment from the pipeline into the upload queue.
+fn forward_segments(pipeline: &mut Pipeline, sender: &SegmentSender, shared: &Shared) {
+    while let Some(segment) = pipeline.poll_segment() {
+        let dropped = sender.push(segment);
+        if dropped > 0 {
+            shared.metrics.handle_segments_dropped(dropped);
+        }
+    }
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    conn_id: u64,
+    /// The connection span, parent of the stream span.
+    span: Span,
+    /// Watches the first messages for `connect`, whose fields `rml_rtmp` does not expose.
+    sniffer: Option<ConnectSniffer>,
+    connect_info: ConnectInfo,
+    /// The accepted application name.
+    app: Option<String>,
+    publish: PublishState,
+}
+
+#[derive(Clone, Copy)]
+enum Track {
+    Video,
+    Audio,
+}
+
+impl Connection {
+    async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), ConnectionError> {
+        let leftover = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            leftover = self.handshake() => leftover?,
+        };
+        let (mut session, initial) = ServerSession::new(ServerSessionConfig::new())?;
+        self.write_results(initial).await?;
+        self.handle_bytes(&mut session, &leftover, shutdown).await?;
+
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let cutoff = self.publish.cutoff();
+            let read = tokio::select! {
+                () = shutdown.cancelled() => {
+                    self.finish_publish("worker shutting down");
+                    return Ok(());
+                }
+                () = cancelled(cutoff) => {
+                    self.finish_publish("cut off");
+                    return Ok(());
+                }
+                read = tokio::time::timeout(self.shared.rtmp.idle_timeout, self.socket.read(&mut buf)) => read,
+            };
+            let count = read.map_err(|_| ConnectionError::IdleTimeout)??;
+            if count == 0 {
+                return Ok(());
+            }
+            self.shared.metrics.handle_bytes_received(count);
+            self.handle_bytes(&mut session, &buf[..count], shutdown)
+                .await?;
+        }
+    }
+
+    /// Runs the server side of the RTMP handshake; returns bytes that followed it.
+    async fn handshake(&mut self) -> Result<Vec<u8>, ConnectionError> {
+        let mut handshake = Handshake::new(PeerType::Server);
+        let mut buf = vec![0u8; 4096];
+        let exchange = async {
+            loop {
+                let count = self.socket.read(&mut buf).await?;
+                if count == 0 {
+                    return Err(ConnectionError::HandshakeIncomplete);
+                }
+                self.shared.metrics.handle_bytes_received(count);
+                match handshake.process_bytes(&buf[..count])? {
+                    HandshakeProcessResult::InProgress { response_bytes } => {
+                        self.socket.write_all(&response_bytes).await?;
+                    }
+                    HandshakeProcessResult::Completed {
+                        response_bytes,
+                        remaining_bytes,
+                    } => {
+                        self.socket.write_all(&response_bytes).await?;
+                        return Ok(remaining_bytes);
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(self.shared.rtmp.handshake_timeout, exchange)
+            .await
+            .map_err(|_| ConnectionError::HandshakeTimeout)?
+    }
+
+    async fn handle_bytes(
+        &mut self,
+        session: &mut ServerSession,
+        bytes: &[u8],
+        shutdown: &CancellationToken,
+    ) -> Result<(), ConnectionError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if let Some(sniffer) = &mut self.sniffer
+            && let Some(info) = sniffer.handle_bytes(bytes)
+        {
+            self.connect_info = info;
+            self.sniffer = None;
+        }
+        let results = std::panic::catch_unwind(AssertUnwindSafe(|| session.handle_input(bytes)))
+            .map_err(|_| ConnectionError::SessionPanicked)??;
+        let events = self.write_results(results).await?;
+        for event in events {
+            self.handle_event(session, event, shutdown).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the outbound packets of one session call, in order, and returns its events.
+    ///
+    /// All packets of a batch are written before any of its events is handled: an event
+    /// handler may serialize more packets, and RTMP header compression requires packets to go
+    /// out in the order the session created them.
+    async fn write_results(
+        &mut self,
+        results: Vec<ServerSessionResult>,
+    ) -> Result<Vec<ServerSessionEvent>, ConnectionError> {
+        let mut events = Vec::new();
+        for result in results {
+            match result {
+                ServerSessionResult::OutboundResponse(packet) => {
+                    tokio::time::timeout(
+                        self.shared.rtmp.idle_timeout,
+                        self.socket.write_all(&packet.bytes),
+                    )
+                    .await
+                    .map_err(|_| ConnectionError::WriteTimeout)??;
+                }
+                ServerSessionResult::RaisedEvent(event) => events.push(event),
+                ServerSessionResult::UnhandleableMessageReceived(_) => {}
+            }
+        }
+        Ok(events)
+    }
+
+    async fn handle_event(
+        &mut self,
+        session: &mut ServerSession,
+        event: ServerSessionEvent,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ConnectionError> {
+        // Events carry the stream key: never log an event as a whole.
+        match event {
+            ServerSessionEvent::ConnectionRequested {
+                request_id,
+                app_name,
+            } => {
+                self.handle_connection_requested(session, request_id, &app_name)
+                    .await
+            }
+            ServerSessionEvent::PublishStreamRequested {
+                request_id,
+                stream_key,
+                ..
+            } => {
+                self.handle_publish_requested(session, request_id, stream_key, shutdown)
+                    .await
+            }
+            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
+                self.refuse(
+                    session,
+                    request_id,
+                    RefusalReason::PlayRequested,
+                    "NetStream.Play.Failed",
+                    "playback is not offered here",
+                )
+                .await
+            }
+            ServerSessionEvent::VideoDataReceived {
+                stream_key,
+                data,
+                timestamp,
+                ..
+            } => self.handle_media(Track::Video, &stream_key, timestamp.value, data),
+            ServerSessionEvent::AudioDataReceived {
+                stream_key,
+                data,
+                timestamp,
+                ..
+            } => self.handle_media(Track::Audio, &stream_key, timestamp.value, data),
+            ServerSessionEvent::PublishStreamFinished { stream_key, .. } => {
+                if matches!(&self.publish, PublishState::Live(live) if live.session_stream_key == stream_key)
+                {
+                    self.finish_publish("publisher finished");
+                }
+                Ok(())
+            }
+            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
+                tracing::debug!(
+                    width = metadata.video_width,
+                    height = metadata.video_height,
+                    video_codec = metadata.video_codec_id,
+                    audio_codec = metadata.audio_codec_id,
+                    "stream metadata"
+                );
+                Ok(())
+            }
+            ServerSessionEvent::ClientChunkSizeChanged { new_chunk_size } => {
+                if new_chunk_size > self.shared.rtmp.max_chunk_size {
+                    return Err(ConnectionError::ChunkSizeTooLarge(new_chunk_size));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn handle_connection_requested(
+        &mut self,
+        session: &mut ServerSession,
+        request_id: u32,
+        app_name: &str,
+    ) -> Result<(), ConnectionError> {
+        // Some clients put the URL's query on the app name (`live?x=y`).
+        let app = app_name.split('?').next().unwrap_or_default();
+        if app != self.shared.rtmp.app {
+            return self
+                .refuse(
+                    session,
+                    request_id,
+                    RefusalReason::WrongApp,
+                    "NetConnection.Connect.Rejected",
+                    "unknown application",
+                )
+                .await;
+        }
+        let results = session.accept_request(request_id)?;
+        self.write_results(results).await?;
+        self.app = Some(app.to_owned());
+        Ok(())
+    }
+
+    /// Verifies the key, then accepts or rejects the publish: policy and the `rml_rtmp`
+    /// accept/reject call live in this one function (style rule 4).
+    async fn handle_publish_requested(
+        &mut self,
+        session: &mut ServerSession,
+        request_id: u32,
+        session_stream_key: String,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ConnectionError> {
+        if matches!(self.publish, PublishState::Live(_)) {
+            return self
+                .refuse(
+                    session,
+                    request_id,
+                    RefusalReason::AlreadyPublishing,
+                    "NetStream.Publish.BadName",
+                    "already publishing",
+                )
+                .await;
+        }
+        let app = self
+            .app
+            .clone()
+            .unwrap_or_else(|| self.shared.rtmp.app.clone());
+        let (key, args) = PublishRequest::split_name(&session_stream_key);
+        let request = PublishRequest {
+            key,
+            args,
+            app: app.clone(),
+            addr: self.peer.ip(),
+            client_id: self.conn_id,
+            connect: self.connect_info.clone(),
+        };
+        let span = tracing::info_span!(
+            parent: &self.span,
+            "stream",
+            app = %app,
+            key = %request.key,
+            name = tracing::field::Empty,
+        );
+        let decision = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            decision = self.shared.authorizer.authorize(&request).instrument(span.clone()) => decision,
+        };
+        let (name, source) = match decision {
+            Decision::Allowed { name, source } => (name, source),
+            Decision::Refused(reason) => {
+                let _entered = span.enter();
+                return self
+                    .refuse(
+                        session,
+                        request_id,
+                        reason,
+                        "NetStream.Publish.BadName",
+                        "publish refused",
+                    )
+                    .await;
+            }
+        };
+        span.record("name", tracing::field::display(&name));
+        let Some((lease, cutoff)) = self
+            .shared
+            .registry
+            .claim(&name, request.key.digest(), source)
+        else {
+            let _entered = span.enter();
+            return self
+                .refuse(
+                    session,
+                    request_id,
+                    RefusalReason::NameBusy,
+                    "NetStream.Publish.BadName",
+                    "stream is already live",
+                )
+                .await;
+        };
+        let results = session.accept_request(request_id)?;
+        self.write_results(results).await?;
+
+        let media = &self.shared.media;
+        let started_at = SystemTime::now();
+        // Sequence numbers and key ids start at the publish time, so a restarted broadcast
+        // never reuses a URI for different bytes.
+        let first_sequence = started_at.duration_since(UNIX_EPOCH).map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+        let pipeline = Pipeline::new(
+            MediaConfig {
+                segment_duration: media.segment_duration,
+                segments_per_key: media.segments_per_key,
+            },
+            first_sequence,
+            started_at,
+        );
+        let playlist = LivePlaylist::new(
+            name.clone(),
+            PlaylistConfig {
+                window: media.playlist_segments,
+                key_uri_prefix: media.key_uri_prefix.clone(),
+                record: media.record,
+            },
+        );
+        let (uploader, sender) = Uploader::new(
+            name,
+            self.shared.stores.clone(),
+            playlist,
+            self.shared.max_buffer_bytes,
+            Arc::clone(&self.shared.metrics),
+            self.shared.abort.clone(),
+            lease,
+        );
+        self.shared
+            .tracker
+            .spawn(uploader.run().instrument(span.clone()));
+        span.in_scope(|| tracing::info!(auth = ?source, first_sequence, "publish accepted"));
+        self.publish = PublishState::Live(Box::new(LivePublish {
+            session_stream_key,
+            request,
+            pipeline,
+            sender,
+            cutoff,
+            span,
+            media_errors: 0,
+        }));
+        Ok(())
+    }
+
+    /// Sends a refusal for `request_id`, counts it, and ends the connection.
+    async fn refuse(
+        &mut self,
+        session: &mut ServerSession,
+        request_id: u32,
+        reason: RefusalReason,
+        code: &str,
+        description: &str,
+    ) -> Result<(), ConnectionError> {
+        self.shared.metrics.handle_refused(reason);
+        tracing::info!(reason = reason.as_str(), "refused");
+        let results = session.reject_request(request_id, code, description)?;
+        self.write_results(results).await?;
+        let _ = self.socket.flush().await;
+        Err(ConnectionError::Refused(reason))
+    }
+
+    fn handle_media(
+        &mut self,
+        track: Track,
+        stream_key: &str,
+        timestamp_ms: u32,
+        data: Bytes,
+    ) -> Result<(), ConnectionError> {
+        if data.len() > self.shared.rtmp.max_message_size {
+            return Err(ConnectionError::MessageTooLarge(data.len()));
+        }
+        let PublishState::Live(live) = &mut self.publish else {
+            return Ok(());
+        };
+        if live.session_stream_key != stream_key {
+            return Ok(());
+        }
+        let span = live.span.clone();
+        let _entered = span.enter();
+        let result = match track {
+            Track::Video => live
+                .pipeline
+                .handle_video(timestamp_ms, &data, &mut OsRandom),
+            Track::Audio => live
+                .pipeline
+                .handle_audio(timestamp_ms, &data, &mut OsRandom),
+        };
+        if let Err(error) = result {
+            if error.is_unsupported_codec() {
+                tracing::warn!(error = %error, "publisher uses an unsupported codec");
+                return Err(ConnectionError::UnsupportedCodec(error));
+            }
+            live.media_errors += 1;
+            // Log the 1st, 2nd, 4th, 8th… error: visible without flooding the log.
+            if live.media_errors.is_power_of_two() {
+                tracing::warn!(error = %error, count = live.media_errors, "skipped a malformed media tag");
+            }
+        }
+        forward_segments(&mut live.pipeline, &live.sender, &self.shared);
+        Ok(())
+    }
+
+    fn finish_publish(&mut self, why: &str) {
+        let state = std::mem::replace(&mut self.publish, PublishState::Idle);
+        self.publish = state.finish(&self.shared, why);
+    }
+}
+
+/// Resolves when `token` (if any) is cancelled.
+async fn cancelled(token: Option<CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Finds the `connect` command in the first bytes after the handshake.
+///
+/// `rml_rtmp` reports only the app name of `connect`, but nginx-rtmp's hooks also carry
+/// `tcUrl`, `flashVer`, `swfUrl` and `pageUrl`. A second chunk deserializer reads the same bytes
+/// until `connect` shows up (it is the first command a client sends), then is dropped.
+struct ConnectSniffer {
+    deserializer: ChunkDeserializer,
+    seen: usize,
+}
+
+impl Default for ConnectSniffer {
+    fn default() -> Self {
+        Self {
+            deserializer: ChunkDeserializer::new(),
+            seen: 0,
+        }
+    }
+}
+
+impl ConnectSniffer {
+    /// `Some` once the connect fields are known or the search was given up (then empty).
+    fn handle_bytes(&mut self, bytes: &[u8]) -> Option<ConnectInfo> {
+        self.seen += bytes.len();
+        let found = std::panic::catch_unwind(AssertUnwindSafe(|| self.search(bytes)))
+            .ok()
+            .flatten();
+        match found {
+            Some(info) => Some(info),
+            None if self.seen > CONNECT_SNIFF_LIMIT => Some(ConnectInfo::default()),
+            None => None,
+        }
+    }
+
+    fn search(&mut self, bytes: &[u8]) -> Option<ConnectInfo> {
+        let mut input = bytes;
+        loop {
+            let payload = match self.deserializer.get_next_message(input) {
+                Ok(Some(payload)) => payload,
+                Ok(None) => return None,
+                Err(_) => return Some(ConnectInfo::default()),
+            };
+            input = &[];
+            match payload.to_rtmp_message() {
+                Ok(RtmpMessage::SetChunkSize { size }) => {
+                    // Keep chunk framing in step with the client, or give up on bad sizes.
+                    let resized = self.deserializer.set_max_chunk_size(size as usize);
+                    if resized.is_err() {
+                        return Some(ConnectInfo::default());
+                    }
+                }
+                Ok(RtmpMessage::Amf0Command {
+                    command_name,
+                    command_object,
+                    ..
+                }) if command_name == "connect" => {
+                    return Some(connect_info(command_object));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn connect_info(command_object: Amf0Value) -> ConnectInfo {
+    let Amf0Value::Object(mut properties) = command_object else {
+        return ConnectInfo::default();
+    };
+    let mut text = |name: &str| match properties.remove(name) {
+        Some(Amf0Value::Utf8String(value)) => value,
+        _ => String::new(),
+    };
+    ConnectInfo {
+        tcurl: text("tcUrl"),
+        flashver: text("flashVer"),
+        swfurl: text("swfUrl"),
+        pageurl: text("pageUrl"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rml_rtmp::chunk_io::ChunkSerializer;
+    use rml_rtmp::time::RtmpTimestamp;
+    use std::collections::HashMap;
+
+    fn connect_bytes(serializer: &mut ChunkSerializer) -> Vec<u8> {
+        let mut properties = HashMap::new();
+        properties.insert("app".to_owned(), Amf0Value::Utf8String("live".into()));
+        properties.insert(
+            "tcUrl".to_owned(),
+            Amf0Value::Utf8String("rtmp://127.0.0.1:1935/live".into()),
+        );
+        properties.insert(
+            "flashVer".to_owned(),
+            Amf0Value::Utf8String("FMLE/3.0".into()),
+        );
+        let message = RtmpMessage::Amf0Command {
+            command_name: "connect".into(),
+            transaction_id: 1.0,
+            command_object: Amf0Value::Object(properties),
+            additional_arguments: Vec::new(),
+        };
+        let payload = message
+            .into_message_payload(RtmpTimestamp::new(0), 0)
+            .expect("serializable");
+        serializer
+            .serialize(&payload, false, false)
+            .expect("serializable")
+            .bytes
+    }
+
+    #[test]
+    fn sniffer_finds_connect_fields_across_reads_and_chunk_size_changes() {
+        let mut serializer = ChunkSerializer::new();
+        let mut bytes = serializer
+            .set_max_chunk_size(4096, RtmpTimestamp::new(0))
+            .expect("ok")
+            .bytes;
+        bytes.extend(connect_bytes(&mut serializer));
+        let mut sniffer = ConnectSniffer::default();
+        let (first, rest) = bytes.split_at(7);
+        assert_eq!(sniffer.handle_bytes(first), None);
+        let info = sniffer.handle_bytes(rest).expect("connect found");
+        assert_eq!(info.tcurl, "rtmp://127.0.0.1:1935/live");
+        assert_eq!(info.flashver, "FMLE/3.0");
+        assert_eq!(info.swfurl, "");
+    }
+
+    #[test]
+    fn sniffer_gives_up_on_garbage() {
+        let mut sniffer = ConnectSniffer::default();
+        let garbage = vec![0x03u8; CONNECT_SNIFF_LIMIT + 1];
+        assert_eq!(sniffer.handle_bytes(&garbage), Some(ConnectInfo::default()));
+    }
+
+    #[test]
+    fn os_random_differs_between_draws() {
+        let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+        OsRandom.fill(&mut a);
+        OsRandom.fill(&mut b);
+        assert_ne!(a, b);
+    }
+}

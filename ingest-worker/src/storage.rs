@@ -1,0 +1,164 @@
+//! Opening the object stores named by `--storage` / `--key-storage`.
+//!
+//! The rest of the worker only sees `Arc<dyn ObjectStore>` (style rule 7), so tests can hand in
+//! `object_store::memory::InMemory` or a real S3 server alike.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+
+use crate::config::{S3Options, StorageConfig};
+
+/// Per-request timeout against S3. The uploader retries on its own schedule, so a hung request
+/// must fail rather than hold up the stream's queue.
+const S3_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a storage URL could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// Neither `file://` nor `s3://`.
+    #[error("storage URL {0:?} must start with file:// or s3://")]
+    UnsupportedUrl(String),
+    /// `s3://` without a bucket name.
+    #[error("storage URL {0:?} names no bucket")]
+    MissingBucket(String),
+    /// The local directory could not be created.
+    #[error("cannot create storage directory {path}")]
+    CreateDir {
+        /// The directory.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `object_store` refused the configuration.
+    #[error("cannot open storage {url:?}")]
+    Open {
+        /// The URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// Where media (playlists, segments) and keys are written. They may be the same store.
+#[derive(Clone, Debug)]
+pub struct Stores {
+    /// Playlists and segments (`live/…`).
+    pub media: Arc<dyn ObjectStore>,
+    /// Key objects (`keys/…`).
+    pub keys: Arc<dyn ObjectStore>,
+}
+
+impl Stores {
+    /// Opens the stores `config` names.
+    pub fn open(config: &StorageConfig) -> Result<Self, StorageError> {
+        let media = open_url(&config.media_url, &config.s3)?;
+        let keys = match &config.keys_url {
+            Some(url) => open_url(url, &config.s3)?,
+            None => Arc::clone(&media),
+        };
+        Ok(Self { media, keys })
+    }
+
+    /// Media and keys in one store.
+    pub fn single(store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            media: Arc::clone(&store),
+            keys: store,
+        }
+    }
+}
+
+/// Opens one `file://DIR` (relative or absolute, created if missing) or `s3://BUCKET[/PREFIX]`.
+pub fn open_url(url: &str, s3: &S3Options) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    if let Some(dir) = url.strip_prefix("file://") {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let store = LocalFileSystem::new_with_prefix(dir).map_err(|source| StorageError::Open {
+            url: url.to_owned(),
+            source,
+        })?;
+        return Ok(Arc::new(store));
+    }
+    let Some(rest) = url.strip_prefix("s3://") else {
+        return Err(StorageError::UnsupportedUrl(url.to_owned()));
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(StorageError::MissingBucket(url.to_owned()));
+    }
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(&s3.region)
+        // Path-style requests work with every S3-compatible server (MinIO, s3s, Garage…).
+        .with_virtual_hosted_style_request(false)
+        .with_client_options(
+            ClientOptions::new()
+                .with_timeout(S3_REQUEST_TIMEOUT)
+                .with_connect_timeout(Duration::from_secs(3))
+                // Plain HTTP is for S3 servers on localhost or a private network.
+                .with_allow_http(true),
+        )
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 0,
+            retry_timeout: S3_REQUEST_TIMEOUT,
+        });
+    if let Some(endpoint) = &s3.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Some(id) = &s3.access_key_id {
+        builder = builder.with_access_key_id(id);
+    }
+    if let Some(secret) = &s3.secret_access_key {
+        builder = builder.with_secret_access_key(secret);
+    }
+    if let Some(token) = &s3.session_token {
+        builder = builder.with_token(token);
+    }
+    let store = builder.build().map_err(|source| StorageError::Open {
+        url: url.to_owned(),
+        source,
+    })?;
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() {
+        Ok(Arc::new(store))
+    } else {
+        Ok(Arc::new(PrefixStore::new(store, prefix)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        let s3 = S3Options {
+            region: "us-east-1".into(),
+            ..S3Options::default()
+        };
+        assert!(matches!(
+            open_url("ftp://x", &s3),
+            Err(StorageError::UnsupportedUrl(_))
+        ));
+        assert!(matches!(
+            open_url("s3://", &s3),
+            Err(StorageError::MissingBucket(_))
+        ));
+        assert!(open_url("s3://bucket/some/prefix", &s3).is_ok());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nested = dir.path().join("a/b");
+        assert!(open_url(&format!("file://{}", nested.display()), &s3).is_ok());
+        assert!(nested.is_dir());
+    }
+}

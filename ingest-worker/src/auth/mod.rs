@@ -261,7 +261,7 @@ impl Authorizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::RwLock;
+    use std::sync::{Arc, RwLock};
     use std::time::Duration;
 
     fn request(key: &str, addr: &str) -> PublishRequest {

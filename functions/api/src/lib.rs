@@ -7,7 +7,7 @@
 
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
-use gatecast_core::api::{self, ApiError, ApiRoute, ChannelKeyResponse, SignScheme};
+use gatecast_core::api::{self, ApiError, ApiRoute, ChannelKeyResponse};
 use gatecast_core::layout::StreamName;
 use gatecast_core::registry::{self, ChannelRecord, PublishDecision, StreamStatus};
 use gatecast_core::reply::{self, Reply};
@@ -106,14 +106,12 @@ async fn sign(body: &[u8], now: u64) -> Result<Result<Reply, ApiError>> {
         Ok(request) => request,
         Err(error) => return Ok(Err(error)),
     };
-    let signed = match request.scheme {
-        SignScheme::Gatecast => {
-            let spec = variables::get("signing_keys").await.context("signing_keys")?;
-            let keys = SigningKeys::parse(&spec).context("signing_keys is invalid")?;
-            api::sign_gatecast(&request, &keys, now)
-        }
-        _ => Err(ApiError::SchemeUnavailable),
-    };
+    let spec = variables::get("signing_keys")
+        .await
+        .context("signing_keys")?;
+    let keys = SigningKeys::parse(&spec).context("signing_keys is invalid")?;
+    let wmsauth_key = variables::get("wmsauth_key").await.context("wmsauth_key")?;
+    let signed = api::sign(&request, &keys, &wmsauth_key, now);
     Ok(signed.map(|signed| reply::json(StatusCode::OK, api::to_body(&signed))))
 }
 
@@ -151,7 +149,10 @@ async fn rotate_key(name: &StreamName) -> Result<Reply> {
         registry::stream_key_digest(&stream_key),
     );
     store
-        .set(registry::stream_key_index(&channel.key_sha256), name.as_str())
+        .set(
+            registry::stream_key_index(&channel.key_sha256),
+            name.as_str(),
+        )
         .await
         .context("indexing the stream key")?;
     save_channel(&store, name, &channel).await?;
@@ -204,23 +205,30 @@ async fn on_publish(body: &[u8], now: u64) -> Result<Reply> {
 
 /// nginx-rtmp ignores this reply, so it is 200 whatever happened.
 async fn on_publish_done(body: &[u8]) -> Result<Reply> {
-    if let Some(mut channel) = channel_of_hook(body).await? {
-        if let Ok(name) = StreamName::parse(&channel.name) {
-            channel.live_since = None;
-            save_channel(&channels().await?, &name, &channel).await?;
-        }
+    if let Some(mut channel) = channel_of_hook(body).await?
+        && let Ok(name) = StreamName::parse(&channel.name)
+    {
+        channel.live_since = None;
+        save_channel(&channels().await?, &name, &channel).await?;
     }
     Ok(reply::status(StatusCode::OK))
 }
 
 /// The channel whose stream key an nginx-rtmp callback presents, found by the key's digest.
 async fn channel_of_hook(body: &[u8]) -> Result<Option<ChannelRecord>> {
-    let Some(stream_key) = std::str::from_utf8(body).ok().and_then(api::hook_stream_key) else {
+    let Some(stream_key) = std::str::from_utf8(body)
+        .ok()
+        .and_then(api::hook_stream_key)
+    else {
         return Ok(None);
     };
     let store = channels().await?;
     let index = registry::stream_key_index(&registry::stream_key_digest(&stream_key));
-    let Some(name) = store.get(index).await.context("looking up the stream key")? else {
+    let Some(name) = store
+        .get(index)
+        .await
+        .context("looking up the stream key")?
+    else {
         return Ok(None);
     };
     let Some(name) = std::str::from_utf8(&name)

@@ -9,6 +9,10 @@
 //!
 //! A verified credential becomes a [`Grant`], which names the sanctions (KV marks) that can
 //! still refuse it: a revoked session, a blocked viewer, a banned stream.
+//!
+//! The playlist is where those credentials are minted: [`admit_playlist`] accepts a viewer
+//! token, a WMSAuth signature or a seed 000 session, and [`key_token_query`] turns the
+//! admission into the short-lived query written into every key URI of that one response.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -17,6 +21,7 @@ use crate::layout::StreamName;
 use crate::registry;
 use crate::session_token;
 use crate::viewer_token::{self, SigningKeys, TokenError, ViewerClaims};
+use crate::wmsauth::{self, WmsAuthError};
 
 /// Cookie that carries the site's session in seed 000 (Django's default name).
 pub const SESSION_COOKIE: &str = "sessionid";
@@ -34,6 +39,9 @@ pub enum AccessError {
     /// The seed 000 `s` token does not match the session cookie and stream.
     #[error("session signature does not match")]
     BadSessionSignature,
+    /// The WMSAuth signature was refused.
+    #[error(transparent)]
+    WmsAuth(#[from] WmsAuthError),
 }
 
 /// A verified object request.
@@ -99,6 +107,130 @@ pub fn verify_object_request(
     }
 }
 
+/// How the playlist component admits viewers and mints key credentials (from spin variables).
+#[derive(Debug, Clone, Copy)]
+pub struct PlaylistPolicy<'a> {
+    /// Viewer-token keys: verify `?t=` and sign the key tokens.
+    pub signing_keys: &'a SigningKeys,
+    /// Seed 000 secret; empty turns the scheme off.
+    pub session_secret: &'a [u8],
+    /// WMSAuth password; empty turns the scheme off.
+    pub wmsauth_key: &'a str,
+    /// Allowed clock skew for WMSAuth `server_time`.
+    pub wmsauth_tolerance_seconds: u64,
+    /// Lifetime of each key token, a little over one key period.
+    pub key_token_ttl_seconds: u64,
+}
+
+/// A viewer admitted to a playlist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Admission {
+    /// Admitted by a viewer token or WMSAuth: key URIs get fresh viewer tokens for these ids.
+    Viewer {
+        /// Viewer id (WMSAuth `id`, empty when the signature had none).
+        viewer: String,
+        /// Session id (empty for WMSAuth).
+        session: String,
+        /// Client address, when the admitting credential was bound to it.
+        ip: Option<IpAddr>,
+    },
+    /// Seed 000: key URIs get `s=` for this cookie, exactly like the nginx recipe.
+    Session {
+        /// The `sessionid` cookie as sent.
+        cookie: String,
+    },
+}
+
+/// Admits a viewer to the playlist of `stream`, trying `?t=`, then `?wmsAuthSign=` (when a
+/// WMSAuth key is set), then the `sessionid` cookie (when a session secret is set).
+pub fn admit_playlist(
+    query: &str,
+    cookie_header: Option<&str>,
+    stream: &StreamName,
+    client_ip: Option<IpAddr>,
+    now: u64,
+    policy: &PlaylistPolicy<'_>,
+) -> Result<Admission, AccessError> {
+    if let Some(token) = form::field(query, viewer_token::QUERY_PARAM) {
+        let claims =
+            viewer_token::verify(&token, policy.signing_keys, now, stream.as_str(), client_ip)?;
+        return Ok(Admission::Viewer {
+            viewer: claims.viewer,
+            session: claims.session,
+            ip: claims.ip,
+        });
+    }
+    if let Some(signature) = form::field(query, wmsauth::QUERY_PARAM)
+        && !policy.wmsauth_key.is_empty()
+    {
+        let client = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let stream_path = format!("{}/{stream}", crate::layout::LIVE_PREFIX);
+        let verified = wmsauth::verify(
+            &signature,
+            &wmsauth::VerifyRequest {
+                key: policy.wmsauth_key,
+                client_ip: &client,
+                stream_path: &stream_path,
+                now,
+                tolerance_seconds: policy.wmsauth_tolerance_seconds,
+            },
+        )?;
+        // Invariant of `verify`'s success: the signature parsed.
+        let ip_bound = wmsauth::parse(&signature).is_ok_and(|s| s.id.is_none() || s.check_ip);
+        return Ok(Admission::Viewer {
+            viewer: verified.id.unwrap_or_default(),
+            session: String::new(),
+            ip: if ip_bound { client_ip } else { None },
+        });
+    }
+    match cookie_header.and_then(|header| form::cookie(header, SESSION_COOKIE)) {
+        Some(cookie) if !policy.session_secret.is_empty() && !cookie.is_empty() => {
+            Ok(Admission::Session {
+                cookie: cookie.to_owned(),
+            })
+        }
+        _ => Err(AccessError::NoCredential),
+    }
+}
+
+/// The query (`t=…` or `s=…`, percent-encoded, no `?`) to append to the key URIs of one
+/// playlist response for this admission.
+pub fn key_token_query(
+    admission: &Admission,
+    stream: &StreamName,
+    now: u64,
+    policy: &PlaylistPolicy<'_>,
+) -> Result<String, AccessError> {
+    match admission {
+        Admission::Viewer {
+            viewer,
+            session,
+            ip,
+        } => {
+            let claims = ViewerClaims {
+                viewer: viewer.clone(),
+                session: session.clone(),
+                stream: stream.to_string(),
+                expires_at: now.saturating_add(policy.key_token_ttl_seconds),
+                ip: *ip,
+                kid: String::new(),
+            };
+            let token = policy.signing_keys.issue(&claims)?;
+            Ok(format!(
+                "{}={}",
+                viewer_token::QUERY_PARAM,
+                form::encode(&token)
+            ))
+        }
+        Admission::Session { cookie } => Ok(session_token::query_pair(
+            policy.session_secret,
+            cookie,
+            stream.as_str(),
+        )),
+    }
+}
+
 /// The client address from Spin's `spin-client-addr` header (`ip:port`, IPv6 in brackets).
 pub fn client_ip(spin_client_addr: &str) -> Option<IpAddr> {
     let text = spin_client_addr.trim();
@@ -143,7 +275,11 @@ mod tests {
             .expect("valid token");
         assert_eq!(
             grant.sanction_keys(&benw()),
-            ["banned-stream:benw", "revoked-session:s-42", "blocked-viewer:ID_1"]
+            [
+                "banned-stream:benw",
+                "revoked-session:s-42",
+                "blocked-viewer:ID_1"
+            ]
         );
         assert!(matches!(
             verify_object_request(&query, None, &benw(), None, NOW + 60, &keys(), b""),
@@ -173,15 +309,29 @@ mod tests {
     fn seed_000_sessions_need_cookie_signature_and_secret() {
         let query = "s=rMmR8hX3guMv3deDqoLkC9nm1Y8%3D";
         let cookie = Some("csrftoken=x; sessionid=abc");
-        let grant = verify_object_request(query, cookie, &benw(), None, NOW, &keys(), b"SECRET_KEY");
-        assert_eq!(grant, Ok(Grant::Session { cookie: "abc".into() }));
+        let grant =
+            verify_object_request(query, cookie, &benw(), None, NOW, &keys(), b"SECRET_KEY");
+        assert_eq!(
+            grant,
+            Ok(Grant::Session {
+                cookie: "abc".into()
+            })
+        );
         assert_eq!(
             grant.expect("granted").sanction_keys(&benw()),
             ["banned-stream:benw"]
         );
         let other_cookie = Some("sessionid=abd");
         assert_eq!(
-            verify_object_request(query, other_cookie, &benw(), None, NOW, &keys(), b"SECRET_KEY"),
+            verify_object_request(
+                query,
+                other_cookie,
+                &benw(),
+                None,
+                NOW,
+                &keys(),
+                b"SECRET_KEY"
+            ),
             Err(AccessError::BadSessionSignature)
         );
         // Scheme off, or no cookie: no credential at all.
@@ -199,15 +349,163 @@ mod tests {
         );
     }
 
+    fn policy<'a>(
+        keys: &'a SigningKeys,
+        session_secret: &'a [u8],
+        wms: &'a str,
+    ) -> PlaylistPolicy<'a> {
+        PlaylistPolicy {
+            signing_keys: keys,
+            session_secret,
+            wmsauth_key: wms,
+            wmsauth_tolerance_seconds: 30,
+            key_token_ttl_seconds: 90,
+        }
+    }
+
+    #[test]
+    fn playlist_viewer_tokens_mint_key_tokens_that_the_key_check_accepts() {
+        let keys = keys();
+        let policy = policy(&keys, b"", "");
+        let bound = IpAddr::from([203, 0, 113, 5]);
+        let query = format!("t={}", form::encode(&token("ID_1", "s-42", Some(bound))));
+        let admission =
+            admit_playlist(&query, None, &benw(), Some(bound), NOW, &policy).expect("admitted");
+        assert_eq!(
+            admission,
+            Admission::Viewer {
+                viewer: "ID_1".into(),
+                session: "s-42".into(),
+                ip: Some(bound)
+            }
+        );
+        let key_query = key_token_query(&admission, &benw(), NOW + 30, &policy).expect("minted");
+        assert!(key_query.starts_with("t=v1.k1."), "{key_query}");
+        let grant = verify_object_request(
+            &key_query,
+            None,
+            &benw(),
+            Some(bound),
+            NOW + 119,
+            &keys,
+            b"",
+        )
+        .expect("key token valid until now + 30 + 90");
+        let Grant::Viewer(claims) = grant else {
+            panic!("viewer grant expected")
+        };
+        assert_eq!(
+            (claims.viewer.as_str(), claims.expires_at),
+            ("ID_1", NOW + 120)
+        );
+        assert!(
+            verify_object_request(
+                &key_query,
+                None,
+                &benw(),
+                Some(bound),
+                NOW + 120,
+                &keys,
+                b""
+            )
+            .is_err()
+        );
+        // The IP binding carries over to the key token.
+        assert!(verify_object_request(&key_query, None, &benw(), None, NOW, &keys, b"").is_err());
+        // No credential at all.
+        assert_eq!(
+            admit_playlist("", None, &benw(), None, NOW, &policy),
+            Err(AccessError::NoCredential)
+        );
+    }
+
+    /// The WMSAuth signature below was produced with python3 following seed 003's PHP
+    /// (md5 of ip . key . server_time . validminutes . signed_stream, base64 twice) for key
+    /// `defaultpassword`, IP 203.0.113.5, `3/1/2019 7:31:44 AM`, 20 minutes, `live/benw`.
+    #[test]
+    fn wmsauth_admits_with_ip_binding_and_seed_000_admits_by_cookie() {
+        let keys = keys();
+        let signed_at = 1_551_425_504; // 2019-03-01 07:31:44 UTC (python3 calendar.timegm)
+        let policy = policy(&keys, b"SECRET_KEY", "defaultpassword");
+        let client = IpAddr::from([203, 0, 113, 5]);
+        let query = format!("wmsAuthSign={}", form::encode(WMSAUTH_SIGNATURE));
+        let admission =
+            admit_playlist(&query, None, &benw(), Some(client), signed_at + 60, &policy)
+                .expect("admitted");
+        assert_eq!(
+            admission,
+            Admission::Viewer {
+                viewer: String::new(),
+                session: String::new(),
+                ip: Some(client)
+            }
+        );
+        let other_client = IpAddr::from([203, 0, 113, 6]);
+        assert!(matches!(
+            admit_playlist(
+                &query,
+                None,
+                &benw(),
+                Some(other_client),
+                signed_at + 60,
+                &policy
+            ),
+            Err(AccessError::WmsAuth(WmsAuthError::BadHash))
+        ));
+        let other = StreamName::parse("other").expect("valid name");
+        assert!(
+            admit_playlist(&query, None, &other, Some(client), signed_at + 60, &policy).is_err()
+        );
+        // WMSAuth off: the signature is no credential.
+        let off = PlaylistPolicy {
+            wmsauth_key: "",
+            ..policy
+        };
+        assert_eq!(
+            admit_playlist(&query, None, &benw(), Some(client), signed_at + 60, &off),
+            Err(AccessError::NoCredential)
+        );
+
+        let cookie = Some("sessionid=abc");
+        let admission = admit_playlist("", cookie, &benw(), None, NOW, &policy).expect("admitted");
+        assert_eq!(
+            admission,
+            Admission::Session {
+                cookie: "abc".into()
+            }
+        );
+        // openssl: printf 'abc benw' | openssl dgst -sha1 -hmac SECRET_KEY -binary | base64
+        assert_eq!(
+            key_token_query(&admission, &benw(), NOW, &policy).as_deref(),
+            Ok("s=rMmR8hX3guMv3deDqoLkC9nm1Y8%3D")
+        );
+        let no_secret = PlaylistPolicy {
+            session_secret: b"",
+            ..policy
+        };
+        assert_eq!(
+            admit_playlist("", cookie, &benw(), None, NOW, &no_secret),
+            Err(AccessError::NoCredential)
+        );
+    }
+
+    const WMSAUTH_SIGNATURE: &str = "c2VydmVyX3RpbWU9My8xLzIwMTkgNzozMTo0NCBBTSZoYXNoX3ZhbHVlPWRXaWw2RTNWZkV6bnUwVHZGcGhWalE9PSZ2YWxpZG1pbnV0ZXM9MjAmc3RybV9sZW49OQ==";
+
     #[test]
     fn client_addresses_are_parsed() {
-        assert_eq!(client_ip("203.0.113.5:51234"), Some(IpAddr::from([203, 0, 113, 5])));
-        assert_eq!(client_ip("203.0.113.5"), Some(IpAddr::from([203, 0, 113, 5])));
         assert_eq!(
-            client_ip("[2001:db8::1]:443"),
-            "2001:db8::1".parse().ok()
+            client_ip("203.0.113.5:51234"),
+            Some(IpAddr::from([203, 0, 113, 5]))
         );
-        assert_eq!(client_ip("[::ffff:10.0.0.1]:1"), Some(IpAddr::from([10, 0, 0, 1])));
+        assert_eq!(
+            client_ip("203.0.113.5"),
+            Some(IpAddr::from([203, 0, 113, 5]))
+        );
+        assert_eq!(client_ip("[2001:db8::1]:443"), "2001:db8::1".parse().ok());
+        assert_eq!(
+            client_ip("[::ffff:10.0.0.1]:1"),
+            Some(IpAddr::from([10, 0, 0, 1]))
+        );
         assert_eq!(client_ip("garbage"), None);
     }
 }

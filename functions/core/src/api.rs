@@ -25,9 +25,10 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::form;
-use crate::layout::{StreamName, live_playlist_path};
+use crate::layout::{LIVE_PREFIX, StreamName, live_playlist_path};
 use crate::registry::{self, RegistryError};
 use crate::viewer_token::{self, SigningKeys, TokenError, ViewerClaims};
+use crate::wmsauth;
 
 /// Playlist URL lifetime when `/api/sign` gets no `ttl`. The player refetches the playlist with
 /// the same URL for the whole session, so this must cover a long viewing session.
@@ -161,7 +162,10 @@ pub fn bearer_matches(authorization: Option<&str>, api_token: &str) -> bool {
 
 /// Whether a hook URL's query string carries `secret=<hook_secret>`.
 pub fn hook_secret_matches(query: &str, hook_secret: &str) -> bool {
-    secret_matches(form::field(query, HOOK_SECRET_PARAM).as_deref(), hook_secret)
+    secret_matches(
+        form::field(query, HOOK_SECRET_PARAM).as_deref(),
+        hook_secret,
+    )
 }
 
 /// The secret stream key an nginx-rtmp callback body presents (`name=`), if any.
@@ -254,10 +258,15 @@ pub fn to_body<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// The `/api/sign` rule for the gatecast scheme: a viewer token for the playlist URL.
-pub fn sign_gatecast(
+/// The `/api/sign` rule: a playlist URL signed with the requested scheme.
+///
+/// `wmsauth_key` is the configured WMSAuth password (empty: scheme off). A WMSAuth URL is
+/// checked on every playlist refetch, like a viewer token, so its `validminutes` is the whole
+/// `ttl` rounded up to a minute, not just the time to start playback.
+pub fn sign(
     request: &SignRequest,
-    keys: &SigningKeys,
+    signing_keys: &SigningKeys,
+    wmsauth_key: &str,
     now: u64,
 ) -> Result<SignResponse, ApiError> {
     let stream = StreamName::parse(&request.stream)
@@ -266,22 +275,56 @@ pub fn sign_gatecast(
         .ttl
         .unwrap_or(DEFAULT_SIGN_TTL_SECONDS)
         .clamp(1, MAX_SIGN_TTL_SECONDS);
-    let expires = now.saturating_add(ttl);
-    let claims = ViewerClaims {
-        viewer: request.viewer.clone(),
-        session: request.session.clone(),
-        stream: stream.to_string(),
-        expires_at: expires,
-        ip: request.ip,
-        kid: String::new(),
+    let (param, signature, expires) = match request.scheme {
+        SignScheme::Gatecast => {
+            let expires = now.saturating_add(ttl);
+            let claims = ViewerClaims {
+                viewer: request.viewer.clone(),
+                session: request.session.clone(),
+                stream: stream.to_string(),
+                expires_at: expires,
+                ip: request.ip,
+                kid: String::new(),
+            };
+            (
+                viewer_token::QUERY_PARAM,
+                signing_keys.issue(&claims)?,
+                expires,
+            )
+        }
+        SignScheme::Wmsauth => {
+            if wmsauth_key.is_empty() {
+                return Err(ApiError::SchemeUnavailable);
+            }
+            let ip = request.ip.map(|ip| ip.to_canonical().to_string());
+            let subject = match (request.viewer.as_str(), ip.as_deref()) {
+                ("", Some(ip)) => wmsauth::Subject::Ip(ip),
+                ("", None) => return Err(ApiError::Unsignable(TokenError::InvalidClaim("ip"))),
+                (id, None) => wmsauth::Subject::Id(id),
+                (id, Some(ip)) => wmsauth::Subject::IdAndIp { id, ip },
+            };
+            let minutes = ttl.div_ceil(60);
+            let signed_stream = format!("{LIVE_PREFIX}/{stream}");
+            let signature = wmsauth::sign(&wmsauth::SignRequest {
+                key: wmsauth_key,
+                subject,
+                now,
+                valid_minutes: u32::try_from(minutes).unwrap_or(u32::MAX),
+                signed_stream: Some(&signed_stream),
+            })
+            .map_err(|_| ApiError::Unsignable(TokenError::InvalidClaim("viewer")))?;
+            (
+                wmsauth::QUERY_PARAM,
+                signature,
+                now.saturating_add(minutes * 60),
+            )
+        }
     };
-    let token = keys.issue(&claims)?;
     Ok(SignResponse {
         url: format!(
-            "/{}?{}={}",
+            "/{}?{param}={}",
             live_playlist_path(&stream),
-            viewer_token::QUERY_PARAM,
-            form::encode(&token)
+            form::encode(&signature)
         ),
         expires,
     })
@@ -300,28 +343,72 @@ mod tests {
         let cases = [
             ("POST", "/api/sign", ApiRoute::Sign),
             ("POST", "/api/channels", ApiRoute::CreateChannel),
-            ("POST", "/api/channels/benw/rotate", ApiRoute::RotateKey(name("benw"))),
-            ("POST", "/api/channels/benw/disable", ApiRoute::DisableChannel(name("benw"))),
-            ("POST", "/api/channels/benw/enable", ApiRoute::EnableChannel(name("benw"))),
-            ("GET", "/api/streams/benw", ApiRoute::StreamStatus(name("benw"))),
-            ("POST", "/api/sessions/s-42/revoke", ApiRoute::RevokeSession("s-42".into())),
-            ("POST", "/api/viewers/ID_1/block", ApiRoute::BlockViewer("ID_1".into())),
-            ("POST", "/api/viewers/ID_1/unblock", ApiRoute::UnblockViewer("ID_1".into())),
+            (
+                "POST",
+                "/api/channels/benw/rotate",
+                ApiRoute::RotateKey(name("benw")),
+            ),
+            (
+                "POST",
+                "/api/channels/benw/disable",
+                ApiRoute::DisableChannel(name("benw")),
+            ),
+            (
+                "POST",
+                "/api/channels/benw/enable",
+                ApiRoute::EnableChannel(name("benw")),
+            ),
+            (
+                "GET",
+                "/api/streams/benw",
+                ApiRoute::StreamStatus(name("benw")),
+            ),
+            (
+                "POST",
+                "/api/sessions/s-42/revoke",
+                ApiRoute::RevokeSession("s-42".into()),
+            ),
+            (
+                "POST",
+                "/api/viewers/ID_1/block",
+                ApiRoute::BlockViewer("ID_1".into()),
+            ),
+            (
+                "POST",
+                "/api/viewers/ID_1/unblock",
+                ApiRoute::UnblockViewer("ID_1".into()),
+            ),
             ("POST", "/hooks/on-publish", ApiRoute::OnPublish),
             ("POST", "/hooks/on-publish-done", ApiRoute::OnPublishDone),
         ];
         for (method, path, expected) in cases {
-            assert_eq!(ApiRoute::parse(method, path), Ok(expected.clone()), "{path}");
+            assert_eq!(
+                ApiRoute::parse(method, path),
+                Ok(expected.clone()),
+                "{path}"
+            );
             assert_eq!(expected.is_hook(), path.starts_with("/hooks/"));
         }
     }
 
     #[test]
     fn bad_routes_are_refused() {
-        assert_eq!(ApiRoute::parse("GET", "/api/sign"), Err(ApiError::MethodNotAllowed));
-        assert_eq!(ApiRoute::parse("POST", "/api/streams/benw"), Err(ApiError::MethodNotAllowed));
-        assert_eq!(ApiRoute::parse("POST", "/api/other"), Err(ApiError::NotFound));
-        assert_eq!(ApiRoute::parse("POST", "/api/sign/"), Err(ApiError::NotFound));
+        assert_eq!(
+            ApiRoute::parse("GET", "/api/sign"),
+            Err(ApiError::MethodNotAllowed)
+        );
+        assert_eq!(
+            ApiRoute::parse("POST", "/api/streams/benw"),
+            Err(ApiError::MethodNotAllowed)
+        );
+        assert_eq!(
+            ApiRoute::parse("POST", "/api/other"),
+            Err(ApiError::NotFound)
+        );
+        assert_eq!(
+            ApiRoute::parse("POST", "/api/sign/"),
+            Err(ApiError::NotFound)
+        );
         assert_eq!(ApiRoute::parse("POST", "api/sign"), Err(ApiError::NotFound));
         assert_eq!(
             ApiRoute::parse("POST", "/api/channels/../rotate"),
@@ -378,7 +465,10 @@ mod tests {
             parse_body::<SignRequest>(br#"{"stream":"benw","scheme":"rot13"}"#),
             Err(ApiError::MalformedBody)
         );
-        assert_eq!(parse_body::<SignRequest>(b"{"), Err(ApiError::MalformedBody));
+        assert_eq!(
+            parse_body::<SignRequest>(b"{"),
+            Err(ApiError::MalformedBody)
+        );
     }
 
     #[test]
@@ -392,7 +482,7 @@ mod tests {
             ip: None,
             scheme: SignScheme::Gatecast,
         };
-        let signed = sign_gatecast(&request, &keys, 1_000).expect("signable");
+        let signed = sign(&request, &keys, "", 1_000).expect("signable");
         assert_eq!(signed.expires, 1_600);
         let query = signed
             .url
@@ -400,20 +490,81 @@ mod tests {
             .expect("playlist path");
         let token = form::field(query, viewer_token::QUERY_PARAM).expect("token in query");
         let claims = viewer_token::verify(&token, &keys, 1_599, "benw", None).expect("valid");
-        assert_eq!((claims.viewer.as_str(), claims.session.as_str()), ("ID_1", "s-42"));
+        assert_eq!(
+            (claims.viewer.as_str(), claims.session.as_str()),
+            ("ID_1", "s-42")
+        );
         assert_eq!(
             viewer_token::verify(&token, &keys, 1_600, "benw", None),
             Err(TokenError::Expired)
         );
 
-        let unbounded = SignRequest { ttl: Some(u64::MAX), ..request.clone() };
+        let unbounded = SignRequest {
+            ttl: Some(u64::MAX),
+            ..request.clone()
+        };
         assert_eq!(
-            sign_gatecast(&unbounded, &keys, 1_000).expect("signable").expires,
+            sign(&unbounded, &keys, "", 1_000)
+                .expect("signable")
+                .expires,
             1_000 + MAX_SIGN_TTL_SECONDS
         );
-        let bad_stream = SignRequest { stream: "../x".into(), ..request };
+        let bad_stream = SignRequest {
+            stream: "../x".into(),
+            ..request.clone()
+        };
         assert!(matches!(
-            sign_gatecast(&bad_stream, &keys, 1_000),
+            sign(&bad_stream, &keys, "", 1_000),
+            Err(ApiError::Unsignable(_))
+        ));
+    }
+
+    /// The signed URL must verify with gatecast-core's WMSAuth verifier (whose own tests pin it
+    /// to the PHP recipe) for the same IP and stream, and for no other.
+    #[test]
+    fn wmsauth_urls_verify_for_their_ip_and_stream() {
+        let keys = SigningKeys::parse("k1:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u").expect("valid keys");
+        let request = SignRequest {
+            stream: "benw".into(),
+            viewer: String::new(),
+            session: String::new(),
+            ttl: Some(90),
+            ip: Some(IpAddr::from([203, 0, 113, 5])),
+            scheme: SignScheme::Wmsauth,
+        };
+        let now = 1_551_425_504;
+        assert_eq!(
+            sign(&request, &keys, "", now),
+            Err(ApiError::SchemeUnavailable)
+        );
+        let signed = sign(&request, &keys, "defaultpassword", now).expect("signable");
+        assert_eq!(signed.expires, now + 120);
+        let query = signed
+            .url
+            .strip_prefix("/live/benw/index.m3u8?")
+            .expect("playlist path");
+        let signature = form::field(query, wmsauth::QUERY_PARAM).expect("signature in query");
+        let check = |ip: &str, stream: &str| {
+            wmsauth::verify(
+                &signature,
+                &wmsauth::VerifyRequest {
+                    key: "defaultpassword",
+                    client_ip: ip,
+                    stream_path: stream,
+                    now: now + 60,
+                    tolerance_seconds: 0,
+                },
+            )
+        };
+        assert!(check("203.0.113.5", "live/benw").is_ok());
+        assert!(check("203.0.113.6", "live/benw").is_err());
+        assert!(check("203.0.113.5", "live/other").is_err());
+        let anonymous = SignRequest {
+            ip: None,
+            ..request
+        };
+        assert!(matches!(
+            sign(&anonymous, &keys, "defaultpassword", now),
             Err(ApiError::Unsignable(_))
         ));
     }

@@ -92,7 +92,10 @@ mod tests {
 
     #[test]
     fn form_fields_are_decoded() {
-        assert_eq!(field(PUBLISH_BODY, "name").as_deref(), Some("J42ninLbjl2E2V8ePqy7"));
+        assert_eq!(
+            field(PUBLISH_BODY, "name").as_deref(),
+            Some("J42ninLbjl2E2V8ePqy7")
+        );
         assert_eq!(field(PUBLISH_BODY, "call").as_deref(), Some("publish"));
         assert_eq!(
             field(PUBLISH_BODY, "flashver").as_deref(),
@@ -106,7 +109,10 @@ mod tests {
     fn query_values_keep_base64_intact_when_escaped() {
         // The seed 000 token `+qKkQJf9m6kfGzu6y49ij3H9oXk=` escaped as in a rewritten playlist.
         let query = "s=%2BqKkQJf9m6kfGzu6y49ij3H9oXk%3D";
-        assert_eq!(field(query, "s").as_deref(), Some("+qKkQJf9m6kfGzu6y49ij3H9oXk="));
+        assert_eq!(
+            field(query, "s").as_deref(),
+            Some("+qKkQJf9m6kfGzu6y49ij3H9oXk=")
+        );
         // Unescaped, a form decoder turns '+' into ' ' (session_token::verify undoes that).
         assert_eq!(field("s=+q=", "s").as_deref(), Some(" q="));
     }
@@ -137,6 +143,9 @@ mod tests {
         assert_eq!(encode("a-Z_0.~"), "a-Z_0.~");
         // Hand-escaped: '+' 2B, '/' 2F, '=' 3D, ' ' 20, 'é' C3 A9.
         assert_eq!(encode("+/= é"), "%2B%2F%3D%20%C3%A9");
-        assert_eq!(field(&format!("v={}", encode("+/= é&x")), "v").as_deref(), Some("+/= é&x"));
+        assert_eq!(
+            field(&format!("v={}", encode("+/= é&x")), "v").as_deref(),
+            Some("+/= é&x")
+        );
     }
 }

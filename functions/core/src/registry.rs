@@ -156,11 +156,7 @@ pub fn banned_stream_key(name: &StreamName) -> String {
 
 /// `authorization:<sha256 hex of "<session cookie> <stream>">` in [`VIEWERS_STORE`].
 pub fn authorization_key(session_cookie: &str, stream: &StreamName) -> String {
-    let digest = hex_sha256(&[
-        session_cookie.as_bytes(),
-        b" ",
-        stream.as_str().as_bytes(),
-    ]);
+    let digest = hex_sha256(&[session_cookie.as_bytes(), b" ", stream.as_str().as_bytes()]);
     format!("authorization:{digest}")
 }
 
@@ -227,7 +223,10 @@ mod tests {
         assert_eq!(new_stream_key(&random), "AAECAwQFBgcICQoLDA0ODxAREhMUFRYX");
         let key = new_stream_key(&[0xff; STREAM_KEY_RANDOM_BYTES]);
         assert_eq!(key.len(), 32);
-        assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            key.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
     }
 
     #[test]
@@ -246,7 +245,10 @@ mod tests {
         record.live_since = Some(1_700_000_000);
         let json = serde_json::to_string(&record).expect("serialisable");
         assert!(json.contains(r#""live_since":1700000000"#), "{json}");
-        assert_eq!(serde_json::from_str::<ChannelRecord>(&json).ok(), Some(record.clone()));
+        assert_eq!(
+            serde_json::from_str::<ChannelRecord>(&json).ok(),
+            Some(record.clone())
+        );
         let status = StreamStatus::from(&record);
         assert_eq!(
             serde_json::to_string(&status).expect("serialisable"),
@@ -256,8 +258,14 @@ mod tests {
 
     #[test]
     fn publish_is_decided_by_the_channel() {
-        assert_eq!(decide_publish(Some(&channel(true))), PublishDecision::Rename(name("benw")));
-        assert_eq!(decide_publish(Some(&channel(false))), PublishDecision::Refuse);
+        assert_eq!(
+            decide_publish(Some(&channel(true))),
+            PublishDecision::Rename(name("benw"))
+        );
+        assert_eq!(
+            decide_publish(Some(&channel(false))),
+            PublishDecision::Refuse
+        );
         assert_eq!(decide_publish(None), PublishDecision::Refuse);
         let mut corrupt = channel(true);
         corrupt.name = "../x".into();
@@ -266,7 +274,10 @@ mod tests {
 
     #[test]
     fn cached_authorizations_expire() {
-        let decision = AuthorizationDecision { allowed: true, until: 100 };
+        let decision = AuthorizationDecision {
+            allowed: true,
+            until: 100,
+        };
         assert!(decision.is_fresh(99));
         assert!(!decision.is_fresh(100));
     }

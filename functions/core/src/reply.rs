@@ -60,7 +60,10 @@ pub fn content(kind: Content, body: Vec<u8>) -> Reply {
     let mut reply = viewer(StatusCode::OK, body);
     let headers = reply.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(kind.media_type()));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static(kind.cache_control()));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static(kind.cache_control()),
+    );
     reply
 }
 
@@ -96,9 +99,15 @@ pub fn method_not_allowed() -> Reply {
 pub fn preflight() -> Reply {
     let mut reply = viewer(StatusCode::NO_CONTENT, Vec::new());
     let headers = reply.headers_mut();
-    headers.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(VIEWER_METHODS));
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(VIEWER_METHODS),
+    );
     // hls.js may send `Range` for segments; nothing else is needed.
-    headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Range"));
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Range"),
+    );
     headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
     reply
 }
@@ -167,7 +176,7 @@ fn management(status: StatusCode, body: Vec<u8>) -> Reply {
 mod tests {
     use super::*;
 
-    fn header<'r>(reply: &'r Reply, name: http::header::HeaderName) -> Option<&'r str> {
+    fn header(reply: &Reply, name: http::header::HeaderName) -> Option<&str> {
         reply.headers().get(name).and_then(|v| v.to_str().ok())
     }
 
@@ -175,7 +184,10 @@ mod tests {
     fn content_replies_carry_type_cache_and_cors() {
         let playlist = content(Content::Playlist, b"#EXTM3U\n".to_vec());
         assert_eq!(playlist.status(), 200);
-        assert_eq!(header(&playlist, CONTENT_TYPE), Some("application/vnd.apple.mpegurl"));
+        assert_eq!(
+            header(&playlist, CONTENT_TYPE),
+            Some("application/vnd.apple.mpegurl")
+        );
         assert_eq!(header(&playlist, CACHE_CONTROL), Some("no-store"));
         assert_eq!(header(&playlist, ACCESS_CONTROL_ALLOW_ORIGIN), Some("*"));
         assert_eq!(playlist.body(), b"#EXTM3U\n");
@@ -198,7 +210,10 @@ mod tests {
             assert_eq!(header(&reply, CACHE_CONTROL), Some("no-store"));
         }
         assert_eq!(header(&unavailable(), RETRY_AFTER), Some("2"));
-        assert_eq!(header(&method_not_allowed(), ALLOW), Some("GET, HEAD, OPTIONS"));
+        assert_eq!(
+            header(&method_not_allowed(), ALLOW),
+            Some("GET, HEAD, OPTIONS")
+        );
     }
 
     #[test]
@@ -206,7 +221,10 @@ mod tests {
         let reply = preflight();
         assert_eq!(reply.status(), 204);
         assert_eq!(header(&reply, ACCESS_CONTROL_ALLOW_ORIGIN), Some("*"));
-        assert_eq!(header(&reply, ACCESS_CONTROL_ALLOW_METHODS), Some("GET, HEAD, OPTIONS"));
+        assert_eq!(
+            header(&reply, ACCESS_CONTROL_ALLOW_METHODS),
+            Some("GET, HEAD, OPTIONS")
+        );
     }
 
     #[test]

@@ -49,7 +49,10 @@ pub struct StorageConfig {
 impl std::fmt::Debug for StorageConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StorageConfig")
-            .field("endpoint", &format_args!("{}://{}", self.scheme, self.authority))
+            .field(
+                "endpoint",
+                &format_args!("{}://{}", self.scheme, self.authority),
+            )
             .field("region", &self.region)
             .field("access_key", &self.access_key)
             .field("secret_key", &"<redacted>")
@@ -129,7 +132,10 @@ impl StorageConfig {
             "AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n{}",
             hex(&Sha256::digest(canonical_request.as_bytes()))
         );
-        let mut key = hmac_sha256(format!("AWS4{}", self.secret_key).as_bytes(), date.as_bytes());
+        let mut key = hmac_sha256(
+            format!("AWS4{}", self.secret_key).as_bytes(),
+            date.as_bytes(),
+        );
         for part in [self.region.as_str(), "s3", "aws4_request"] {
             key = hmac_sha256(&key, part.as_bytes());
         }
@@ -154,7 +160,11 @@ fn sigv4_time(unix: u64) -> (String, String) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
     let year = year_of_era + era * 400 + u64::from(month <= 2);
     let date = format!("{year:04}{month:02}{day:02}");
     let time = format!(
@@ -174,10 +184,12 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
-        let _ = write!(text, "{byte:02x}");
-        text
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
+            let _ = write!(text, "{byte:02x}");
+            text
+        })
 }
 
 /// What a storage response status means for the edge.
@@ -315,7 +327,11 @@ mod tests {
         assert_eq!(FetchOutcome::from_status(206), FetchOutcome::Found);
         assert_eq!(FetchOutcome::from_status(404), FetchOutcome::NotFound);
         for status in [301, 400, 403, 429, 500, 502, 503] {
-            assert_eq!(FetchOutcome::from_status(status), FetchOutcome::Unavailable, "{status}");
+            assert_eq!(
+                FetchOutcome::from_status(status),
+                FetchOutcome::Unavailable,
+                "{status}"
+            );
         }
     }
 }

@@ -1,8 +1,136 @@
-//! Placeholder until the component is written (edge-functions issue).
-use spin_sdk::http::{IntoResponse, Request, StatusCode};
+//! The `key` component: `GET /keys/<name>/<key id>.key?t=…` (or `?s=…` with the `sessionid`
+//! cookie in seed 000 mode) answers the 16 key bytes to an admitted viewer.
+//!
+//! Order: credential ([`gatecast_core::access`]) → sanctions in the `viewers` store (banned
+//! stream, revoked session, blocked viewer) → for seed 000 sessions, the site's
+//! `authorize_key` answer (cached per key period) → the key object from the private key
+//! bucket, which must be exactly 16 bytes. Any refusal is a bodiless 403; a store, site or
+//! storage failure is 503 with `Retry-After`.
+
+use anyhow::{Context as _, Result};
+use gatecast_core::access::{self, Grant};
+use gatecast_core::layout::{RequestedObject, StreamName};
+use gatecast_core::registry::{self, AuthorizationDecision};
+use gatecast_core::reply::{self, Content, Reply};
+use spin_sdk::http::{EmptyBody, Request, Response};
 use spin_sdk::http_service;
+use spin_sdk::key_value::Store;
+
+#[path = "../../segment/src/shell.rs"]
+mod shell;
+
+/// Length of an AES-128 key file (RFC 8216 §5.2); anything else fails in every player.
+const KEY_LEN: usize = 16;
+
+/// Header naming the stream to the site's authorize callback, as seed 000's nginx sets it.
+const STREAM_HEADER: &str = "x-stream-username";
 
 #[http_service]
-async fn handle(_request: Request) -> impl IntoResponse {
-    StatusCode::NOT_IMPLEMENTED
+async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::Bytes>> {
+    shell::respond("key", serve(&request).await)
+}
+
+async fn serve(request: &Request) -> Result<Reply> {
+    if let Some(early) = shell::method_reply(request) {
+        return Ok(early);
+    }
+    let object = match RequestedObject::parse(request.uri().path()) {
+        Some(object @ RequestedObject::Key(..)) => object,
+        _ => return Ok(reply::not_found()),
+    };
+    let stream = object.stream();
+    let now = shell::unix_now();
+    let session_secret = shell::variable("session_secret").await?;
+    let Ok(grant) = access::verify_object_request(
+        shell::query(request),
+        shell::header(request, "cookie"),
+        stream,
+        shell::client_ip(request),
+        now,
+        &shell::signing_keys().await?,
+        session_secret.as_bytes(),
+    ) else {
+        return Ok(reply::refused());
+    };
+    let viewers = Store::open(registry::VIEWERS_STORE)
+        .await
+        .context("opening the viewers store")?;
+    for sanction in grant.sanction_keys(stream) {
+        if viewers
+            .exists(&sanction)
+            .await
+            .context("reading sanctions")?
+        {
+            return Ok(reply::refused());
+        }
+    }
+    if let Grant::Session { cookie } = &grant
+        && !site_authorizes(&viewers, cookie, stream, now).await?
+    {
+        return Ok(reply::refused());
+    }
+    Ok(
+        match shell::fetch("key_bucket", &object.storage_path(), now).await? {
+            shell::Fetched::Found(key) if key.len() == KEY_LEN => {
+                reply::content(Content::Key, key.into())
+            }
+            shell::Fetched::Found(key) => anyhow::bail!("key object has {} bytes", key.len()),
+            shell::Fetched::NotFound => reply::not_found(),
+        },
+    )
+}
+
+/// Seed 000's `authorize_key`: asks the site whether this session may watch, with the cookie
+/// and the stream name, and caches a 2xx/401/403 answer for one key-token lifetime. With no
+/// `authorize_path` configured, the signature alone admits.
+async fn site_authorizes(
+    viewers: &Store,
+    cookie: &str,
+    stream: &StreamName,
+    now: u64,
+) -> Result<bool> {
+    let path = shell::variable("authorize_path").await?;
+    if path.is_empty() {
+        return Ok(true);
+    }
+    let cache_key = registry::authorization_key(cookie, stream);
+    if let Some(cached) = viewers
+        .get_json::<AuthorizationDecision>(&cache_key)
+        .await
+        .context("reading the authorization cache")?
+        .filter(|decision| decision.is_fresh(now))
+    {
+        return Ok(cached.allowed);
+    }
+    let url = format!("{}{path}", shell::variable("authorize_origin").await?);
+    let callback = http::Request::get(url)
+        .header(
+            http::header::COOKIE,
+            format!("{}={cookie}", access::SESSION_COOKIE),
+        )
+        .header(STREAM_HEADER, stream.as_str())
+        .body(EmptyBody::new())
+        .context("building the authorize request")?;
+    let status = spin_sdk::http::send(callback)
+        .await
+        .context("calling the site's authorize URL")?
+        .status();
+    let allowed = match status.as_u16() {
+        200..=299 => true,
+        401 | 403 => false,
+        _ => anyhow::bail!("authorize URL answered {status}"),
+    };
+    let ttl: u64 = shell::variable("key_token_ttl_seconds")
+        .await?
+        .parse()
+        .context("key_token_ttl_seconds")?;
+    let decision = AuthorizationDecision {
+        allowed,
+        until: now.saturating_add(ttl),
+    };
+    // A lost cache write only costs one more callback next time.
+    if let Err(error) = viewers.set_json(&cache_key, &decision).await {
+        eprintln!("key: caching an authorization: {error}");
+    }
+    Ok(allowed)
 }

@@ -1,8 +1,80 @@
-//! Placeholder until the component is written (edge-functions issue).
-use spin_sdk::http::{IntoResponse, Request, StatusCode};
+//! The `playlist` component: `GET /live/<name>/index.m3u8` (and `vod.m3u8`) admits a viewer and
+//! answers the stored playlist with a fresh, short-lived credential written into every key URI
+//! (and every segment URI when `sign_segments` is on).
+//!
+//! Admission ([`gatecast_core::access::admit_playlist`]): `?t=` viewer token, `?wmsAuthSign=`
+//! (when `wmsauth_key` is set), or the seed 000 `sessionid` cookie (when `session_secret` is
+//! set). Key tokens live `key_token_ttl_seconds`; the player refetches the playlist every target
+//! duration and gets new ones, so long sessions never break while a leaked key URL dies fast.
+
+use anyhow::{Context as _, Result};
+use gatecast_core::access::{self, PlaylistPolicy};
+use gatecast_core::layout::RequestedObject;
+use gatecast_core::reply::{self, Content, Reply};
+use gatecast_core::rewrite::{self, RewriteOptions};
+use spin_sdk::http::{Request, Response};
 use spin_sdk::http_service;
 
+#[path = "../../segment/src/shell.rs"]
+mod shell;
+
 #[http_service]
-async fn handle(_request: Request) -> impl IntoResponse {
-    StatusCode::NOT_IMPLEMENTED
+async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::Bytes>> {
+    shell::respond("playlist", serve(&request).await)
+}
+
+async fn serve(request: &Request) -> Result<Reply> {
+    if let Some(early) = shell::method_reply(request) {
+        return Ok(early);
+    }
+    let object = match RequestedObject::parse(request.uri().path()) {
+        Some(object @ (RequestedObject::LivePlaylist(_) | RequestedObject::VodPlaylist(_))) => {
+            object
+        }
+        _ => return Ok(reply::not_found()),
+    };
+    let stream = object.stream();
+    let now = shell::unix_now();
+    let signing_keys = shell::signing_keys().await?;
+    let session_secret = shell::variable("session_secret").await?;
+    let wmsauth_key = shell::variable("wmsauth_key").await?;
+    let policy = PlaylistPolicy {
+        signing_keys: &signing_keys,
+        session_secret: session_secret.as_bytes(),
+        wmsauth_key: &wmsauth_key,
+        wmsauth_tolerance_seconds: number("wmsauth_tolerance_seconds").await?,
+        key_token_ttl_seconds: number("key_token_ttl_seconds").await?,
+    };
+    let Ok(admission) = access::admit_playlist(
+        shell::query(request),
+        shell::header(request, "cookie"),
+        stream,
+        shell::client_ip(request),
+        now,
+        &policy,
+    ) else {
+        return Ok(reply::refused());
+    };
+    let stored = match shell::fetch("media_bucket", &object.storage_path(), now).await? {
+        shell::Fetched::Found(bytes) => bytes,
+        shell::Fetched::NotFound => return Ok(reply::not_found()),
+    };
+    let stored = std::str::from_utf8(&stored).context("stored playlist is not UTF-8")?;
+    let token_query =
+        access::key_token_query(&admission, stream, now, &policy).context("minting key tokens")?;
+    let options = RewriteOptions {
+        token_query: &token_query,
+        sign_segments: shell::variable("sign_segments").await? == "true",
+    };
+    let rewritten = rewrite::rewrite_playlist(stored, &options).context("rewriting")?;
+    Ok(reply::content(Content::Playlist, rewritten.into_bytes()))
+}
+
+/// A numeric variable; a non-number is a configuration fault (503).
+async fn number(name: &str) -> Result<u64> {
+    shell::variable(name)
+        .await?
+        .trim()
+        .parse()
+        .with_context(|| format!("variable {name} is not a number"))
 }

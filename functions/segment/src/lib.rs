@@ -42,8 +42,10 @@ async fn serve(request: &Request) -> Result<Reply> {
     if granted.is_err() {
         return Ok(reply::refused());
     }
-    Ok(match shell::fetch("media_bucket", &object.storage_path(), now).await? {
-        shell::Fetched::Found(bytes) => reply::content(Content::Segment, bytes.into()),
-        shell::Fetched::NotFound => reply::not_found(),
-    })
+    Ok(
+        match shell::fetch("media_bucket", &object.storage_path(), now).await? {
+            shell::Fetched::Found(bytes) => reply::content(Content::Segment, bytes.into()),
+            shell::Fetched::NotFound => reply::not_found(),
+        },
+    )
 }

@@ -97,11 +97,7 @@ pub async fn fetch(bucket_variable: &str, object: &str, now: u64) -> Result<Fetc
     let response = spin_sdk::http::get(url).await.context("storage request")?;
     match FetchOutcome::from_status(response.status().as_u16()) {
         FetchOutcome::Found => Ok(Fetched::Found(
-            response
-                .into_body()
-                .bytes()
-                .await
-                .context("storage body")?,
+            response.into_body().bytes().await.context("storage body")?,
         )),
         FetchOutcome::NotFound => Ok(Fetched::NotFound),
         _ => anyhow::bail!("storage answered {}", response.status()),

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Real ffmpeg publishing real RTMP to the worker (in-process, `127.0.0.1:0`), with the output
 //! checked independently: our own m3u8 reading, `openssl enc -d`, `ffprobe`.
 //!

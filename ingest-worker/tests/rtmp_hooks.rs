@@ -1,0 +1,154 @@
+#![allow(clippy::unwrap_used)]
+//! nginx-rtmp compatible `on_publish` / `on_publish_done` against a real HTTP server standing in
+//! for the site backend of seed 001 (its Django views: 3xx relative redirect to the username,
+//! 403 for inactive users, publish_done keyed by the ORIGINAL stream key).
+//!
+//! Run: `cargo test -p gatecast-ingest --test rtmp_hooks` (needs ffmpeg, ffprobe, openssl).
+
+mod shell_support;
+
+use std::time::Duration;
+
+use gatecast_ingest::Stores;
+use shell_support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_publish_renames_refuses_and_publish_done_gets_the_original_key() {
+    let key = "hookSecretKey9QxW";
+    let hook = start_hook_server(move |call| match (call.path.as_str(), call.field("name")) {
+        // Like `HttpResponseRedirect(stream.user.username)`: a relative redirect.
+        ("/on_publish", Some(name)) if name == key => (302, Some("carol".to_owned())),
+        // An absolute http Location: its last path segment is the new name.
+        ("/on_publish", Some("absolute-key")) => {
+            (301, Some("http://site.example/u/dan?x=1".to_owned()))
+        }
+        // A relay redirect is not a rename: refused.
+        ("/on_publish", Some("relay-key")) => (302, Some("rtmp://elsewhere/live/x".to_owned())),
+        ("/on_publish", _) => (403, None),
+        _ => (200, None),
+    })
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    let url = format!("file://{}", media.display());
+    let stores = Stores::open(&gatecast_ingest::Config::local(url.clone()).storage).unwrap();
+    let mut config = test_config(url);
+    config.auth.on_publish = Some(hook.url("/on_publish"));
+    config.auth.on_publish_done = Some(hook.url("/on_publish_done"));
+    let worker = start_worker(config, stores).await;
+
+    // The renamed stream and the refusals run side by side.
+    let renamed = spawn_publisher(&format!("{}?token=abc%20def&site=1", worker.url(key)), 6);
+    let urls = ["denied-key", "relay-key", "absolute-key"].map(|k| worker.url(k));
+    let (denied, relay, absolute) = tokio::join!(
+        publish(&urls[0], 2),
+        publish(&urls[1], 2),
+        publish(&urls[2], 3)
+    );
+    assert!(!denied.status.success(), "403 refuses");
+    assert!(!relay.status.success(), "rtmp:// redirect refuses");
+    assert!(absolute.status.success(), "absolute http redirect renames");
+
+    let output = renamed.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let done = |name: &str| {
+        hook.calls()
+            .into_iter()
+            .any(|c| c.path == "/on_publish_done" && c.field("name") == Some(name))
+    };
+    wait_for("publish_done calls", Duration::from_secs(10), || {
+        done(key) && done("absolute-key")
+    })
+    .await;
+    wait_for("carol finalized", Duration::from_secs(10), || {
+        std::fs::read_to_string(media.join("live/carol/index.m3u8"))
+            .is_ok_and(|t| t.contains("#EXT-X-ENDLIST"))
+    })
+    .await;
+
+    verify_finished_stream(&media, "carol", 2).await;
+    assert!(
+        media.join("live/dan/index.m3u8").exists(),
+        "absolute Location renamed to dan"
+    );
+    assert_secret_nowhere(&media, key);
+    assert_secret_nowhere(&media, "absolute-key");
+
+    // The publish call carries nginx-rtmp's fields plus the URL's query arguments.
+    let calls = hook.calls();
+    let publish_call = calls
+        .iter()
+        .find(|c| c.path == "/on_publish" && c.field("name") == Some(key))
+        .expect("on_publish called");
+    assert_eq!(publish_call.field("call"), Some("publish"));
+    assert_eq!(publish_call.field("app"), Some("live"));
+    assert_eq!(publish_call.field("type"), Some("live"));
+    assert_eq!(publish_call.field("addr"), Some("127.0.0.1"));
+    assert_eq!(publish_call.field("token"), Some("abc def"));
+    assert_eq!(publish_call.field("site"), Some("1"));
+    assert!(
+        publish_call
+            .field("clientid")
+            .is_some_and(|id| id.parse::<u64>().is_ok())
+    );
+    assert_eq!(
+        publish_call.field("tcurl"),
+        Some(format!("rtmp://{}/live", worker.rtmp).as_str())
+    );
+    assert!(
+        publish_call
+            .field("flashver")
+            .is_some_and(|v| !v.is_empty()),
+        "ffmpeg sends flashVer"
+    );
+    for field in ["swfurl", "pageurl"] {
+        assert!(publish_call.field(field).is_some(), "{field} present");
+    }
+    // publish_done: the original key (not "carol"), call=publish_done, same client id.
+    let done_call = calls
+        .iter()
+        .find(|c| c.path == "/on_publish_done" && c.field("name") == Some(key))
+        .unwrap();
+    assert_eq!(done_call.field("call"), Some("publish_done"));
+    assert_eq!(done_call.field("clientid"), publish_call.field("clientid"));
+    assert!(!calls.iter().any(|c| c.field("name") == Some("carol")));
+    // Refused publishes never went live, so no publish_done for them.
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.path == "/on_publish_done" && c.field("name") == Some("denied-key"))
+    );
+
+    let refused =
+        |reason: &str| format!("gatecast_ingest_publishes_refused_total{{reason=\"{reason}\"}}");
+    assert_eq!(worker.metric(&refused("unknown_key")).await, 2.0);
+    worker.shutdown().await.unwrap();
+}
+
+/// A hook that does not answer in time refuses the publish (and is not the publisher's
+/// failure, so it does not count against its rate limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_hook_refuses() {
+    // A port that was free a moment ago: connection refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let stores = Stores::open(&gatecast_ingest::Config::local(url.clone()).storage).unwrap();
+    let mut config = test_config(url);
+    config.auth.on_publish = Some(format!("http://127.0.0.1:{port}/on_publish"));
+    config.auth.hook_timeout = Duration::from_secs(1);
+    let worker = start_worker(config, stores).await;
+    assert!(!publish(&worker.url("any-key"), 2).await.status.success());
+    let metric = "gatecast_ingest_publishes_refused_total{reason=\"hook_unavailable\"}";
+    assert_eq!(worker.metric(metric).await, 1.0);
+    worker.shutdown().await.unwrap();
+}

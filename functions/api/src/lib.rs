@@ -5,29 +5,28 @@
 //! gatecast-core and applies the result to the `channels` and `viewers` stores. A store or
 //! variable failure answers 503 with `Retry-After`, never a trap.
 
-use anyhow::{Context as _, Result};
-use bytes::Bytes;
 use gatecast_core::api::{self, ApiError, ApiRoute, ChannelKeyResponse};
 use gatecast_core::layout::StreamName;
 use gatecast_core::registry::{self, ChannelRecord, PublishDecision, StreamStatus};
 use gatecast_core::reply::{self, Reply};
 use gatecast_core::viewer_token::SigningKeys;
 use spin_sdk::http::body::IncomingBodyExt as _;
-use spin_sdk::http::{FullBody, Request, Response, StatusCode};
+use spin_sdk::http::{Request, Response, StatusCode};
+use spin_sdk::http_service;
 use spin_sdk::key_value::Store;
-use spin_sdk::{http_service, variables};
+
+#[path = "../../segment/src/outage.rs"]
+mod outage;
+
+use outage::{Context as _, Result, variable};
 
 /// Largest request body read: sign and channel requests are a few hundred bytes, an nginx-rtmp
 /// callback body well under 4 KiB.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[http_service]
-async fn handle(request: Request) -> Response<FullBody<Bytes>> {
-    let reply = serve(request).await.unwrap_or_else(|error| {
-        eprintln!("api: {error:#}");
-        reply::unavailable()
-    });
-    reply.map(|body| FullBody::new(Bytes::from(body)))
+async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::Bytes>> {
+    outage::respond("api", serve(request).await)
 }
 
 async fn serve(request: Request) -> Result<Reply> {
@@ -36,12 +35,12 @@ async fn serve(request: Request) -> Result<Reply> {
         Err(error) => return Ok(reply::status(error.status())),
     };
     if route.is_hook() {
-        let hook_secret = variables::get("hook_secret").await.context("hook_secret")?;
+        let hook_secret = variable("hook_secret").await?;
         if !api::hook_secret_matches(request.uri().query().unwrap_or(""), &hook_secret) {
             return Ok(reply::status(StatusCode::FORBIDDEN));
         }
     } else {
-        let api_token = variables::get("api_token").await.context("api_token")?;
+        let api_token = variable("api_token").await?;
         let authorization = request
             .headers()
             .get(http::header::AUTHORIZATION)
@@ -67,7 +66,7 @@ async fn serve(request: Request) -> Result<Reply> {
 /// Runs one authenticated endpoint. The outer `Result` is an outage (503), the inner one a
 /// refused request (4xx).
 async fn dispatch(route: ApiRoute, body: &[u8]) -> Result<Result<Reply, ApiError>> {
-    let now = unix_now();
+    let now = outage::unix_now();
     Ok(match route {
         ApiRoute::Sign => sign(body, now).await?,
         ApiRoute::CreateChannel => match api::parse_body::<api::CreateChannelRequest>(body)
@@ -106,11 +105,9 @@ async fn sign(body: &[u8], now: u64) -> Result<Result<Reply, ApiError>> {
         Ok(request) => request,
         Err(error) => return Ok(Err(error)),
     };
-    let spec = variables::get("signing_keys")
-        .await
-        .context("signing_keys")?;
+    let spec = variable("signing_keys").await?;
     let keys = SigningKeys::parse(&spec).context("signing_keys is invalid")?;
-    let wmsauth_key = variables::get("wmsauth_key").await.context("wmsauth_key")?;
+    let wmsauth_key = variable("wmsauth_key").await?;
     let signed = api::sign(&request, &keys, &wmsauth_key, now);
     Ok(signed.map(|signed| reply::json(StatusCode::OK, api::to_body(&signed))))
 }
@@ -247,15 +244,21 @@ async fn channels() -> Result<Store> {
 }
 
 async fn load_channel(store: &Store, name: &StreamName) -> Result<Option<ChannelRecord>> {
-    store
-        .get_json(registry::channel_key(name))
+    match store
+        .get(registry::channel_key(name))
         .await
-        .context("reading a channel")
+        .context("reading a channel")?
+    {
+        Some(stored) => ChannelRecord::from_json(&stored)
+            .map(Some)
+            .context("reading a channel"),
+        None => Ok(None),
+    }
 }
 
 async fn save_channel(store: &Store, name: &StreamName, channel: &ChannelRecord) -> Result<()> {
     store
-        .set_json(registry::channel_key(name), channel)
+        .set(registry::channel_key(name), channel.to_json())
         .await
         .context("writing a channel")
 }
@@ -281,9 +284,4 @@ fn fresh_stream_key() -> String {
         filled += take;
     }
     registry::new_stream_key(&random)
-}
-
-fn unix_now() -> u64 {
-    let now = spin_sdk::wasip3::clocks::system_clock::now();
-    u64::try_from(now.seconds).unwrap_or(0)
 }

@@ -9,8 +9,8 @@
 //!   revoked-session:<session>  decimal Unix time of the revocation
 //!   blocked-viewer:<viewer>    decimal Unix time of the block
 //!   banned-stream:<name>       decimal Unix time of the ban (channel disabled)
-//!   authorization:<sha256 hex> JSON AuthorizationDecision {"allowed","until"} (key only:
-//!                              the site's seed 000 answer for "<session cookie> <stream>")
+//!   authorization:<sha256 hex> "allow <until>" | "deny <until>" (key only: the site's seed 000
+//!                              answer for "<session cookie> <stream>", cached until <until>)
 //! ```
 //!
 //! Stream keys are stored only as SHA-256 digests: the store never holds a publishable secret,
@@ -44,6 +44,9 @@ pub enum RegistryError {
     /// `[A-Za-z0-9._~@+=-]`, so it could not be a KV key suffix or a path segment safely.
     #[error("invalid viewer or session id")]
     InvalidId,
+    /// A stored channel record is not the JSON [`ChannelRecord`] (written by something else).
+    #[error("stored channel record is corrupt")]
+    CorruptRecord,
 }
 
 /// A registered channel, as stored under [`channel_key`].
@@ -57,6 +60,19 @@ pub struct ChannelRecord {
     pub key_sha256: String,
     /// Unix time the current broadcast started, `None` while offline.
     pub live_since: Option<u64>,
+}
+
+impl ChannelRecord {
+    /// The stored form (JSON).
+    pub fn to_json(&self) -> Vec<u8> {
+        // Invariant: a struct of strings, a bool and an option always serialises.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses the stored form.
+    pub fn from_json(stored: &[u8]) -> Result<Self, RegistryError> {
+        serde_json::from_slice(stored).map_err(|_| RegistryError::CorruptRecord)
+    }
 }
 
 /// `GET /api/streams/<name>` answer.
@@ -82,7 +98,10 @@ impl From<&ChannelRecord> for StreamStatus {
 
 /// The site's seed 000 `authorize_key` answer, cached so the site is asked once per key period
 /// rather than once per key request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Stored as plain text (`allow <until>` / `deny <until>`) rather than JSON: the key component
+/// reads nothing else as JSON, and a JSON parser would cost it ~20 KB of its 400 KB budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthorizationDecision {
     /// Whether the site answered 2xx.
     pub allowed: bool,
@@ -94,6 +113,25 @@ impl AuthorizationDecision {
     /// Whether the cached answer may still be used at `now`.
     pub fn is_fresh(&self, now: u64) -> bool {
         now < self.until
+    }
+
+    /// The stored form.
+    pub fn encode(&self) -> String {
+        let verdict = if self.allowed { "allow" } else { "deny" };
+        format!("{verdict} {}", self.until)
+    }
+
+    /// Parses the stored form; `None` for anything else (treated as not cached).
+    pub fn decode(stored: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(stored).ok()?;
+        let (verdict, until) = text.split_once(' ')?;
+        let allowed = match verdict {
+            "allow" => true,
+            "deny" => false,
+            _ => return None,
+        };
+        let until = until.parse().ok()?;
+        Some(Self { allowed, until })
     }
 }
 
@@ -243,11 +281,15 @@ mod tests {
     fn channel_records_round_trip_as_json() {
         let mut record = channel(true);
         record.live_since = Some(1_700_000_000);
-        let json = serde_json::to_string(&record).expect("serialisable");
+        let json = String::from_utf8(record.to_json()).expect("JSON is UTF-8");
         assert!(json.contains(r#""live_since":1700000000"#), "{json}");
         assert_eq!(
-            serde_json::from_str::<ChannelRecord>(&json).ok(),
-            Some(record.clone())
+            ChannelRecord::from_json(json.as_bytes()),
+            Ok(record.clone())
+        );
+        assert_eq!(
+            ChannelRecord::from_json(b"{}"),
+            Err(RegistryError::CorruptRecord)
         );
         let status = StreamStatus::from(&record);
         assert_eq!(

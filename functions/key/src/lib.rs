@@ -7,7 +7,6 @@
 //! bucket, which must be exactly 16 bytes. Any refusal is a bodiless 403; a store, site or
 //! storage failure is 503 with `Retry-After`.
 
-use anyhow::{Context as _, Result};
 use gatecast_core::access::{self, Grant};
 use gatecast_core::layout::{RequestedObject, StreamName};
 use gatecast_core::registry::{self, AuthorizationDecision};
@@ -16,8 +15,12 @@ use spin_sdk::http::{EmptyBody, Request, Response};
 use spin_sdk::http_service;
 use spin_sdk::key_value::Store;
 
+#[path = "../../segment/src/outage.rs"]
+mod outage;
 #[path = "../../segment/src/shell.rs"]
 mod shell;
+
+use outage::{Context as _, Result};
 
 /// Length of an AES-128 key file (RFC 8216 §5.2); anything else fails in every player.
 const KEY_LEN: usize = 16;
@@ -27,7 +30,7 @@ const STREAM_HEADER: &str = "x-stream-username";
 
 #[http_service]
 async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::Bytes>> {
-    shell::respond("key", serve(&request).await)
+    outage::respond("key", serve(&request).await)
 }
 
 async fn serve(request: &Request) -> Result<Reply> {
@@ -39,8 +42,8 @@ async fn serve(request: &Request) -> Result<Reply> {
         _ => return Ok(reply::not_found()),
     };
     let stream = object.stream();
-    let now = shell::unix_now();
-    let session_secret = shell::variable("session_secret").await?;
+    let now = outage::unix_now();
+    let session_secret = outage::variable("session_secret").await?;
     let Ok(grant) = access::verify_object_request(
         shell::query(request),
         shell::header(request, "cookie"),
@@ -74,7 +77,9 @@ async fn serve(request: &Request) -> Result<Reply> {
             shell::Fetched::Found(key) if key.len() == KEY_LEN => {
                 reply::content(Content::Key, key.into())
             }
-            shell::Fetched::Found(key) => anyhow::bail!("key object has {} bytes", key.len()),
+            shell::Fetched::Found(key) => {
+                return Err(key.len()).context("key object length");
+            }
             shell::Fetched::NotFound => reply::not_found(),
         },
     )
@@ -89,20 +94,21 @@ async fn site_authorizes(
     stream: &StreamName,
     now: u64,
 ) -> Result<bool> {
-    let path = shell::variable("authorize_path").await?;
+    let path = outage::variable("authorize_path").await?;
     if path.is_empty() {
         return Ok(true);
     }
     let cache_key = registry::authorization_key(cookie, stream);
     if let Some(cached) = viewers
-        .get_json::<AuthorizationDecision>(&cache_key)
+        .get(&cache_key)
         .await
         .context("reading the authorization cache")?
+        .and_then(|stored| AuthorizationDecision::decode(&stored))
         .filter(|decision| decision.is_fresh(now))
     {
         return Ok(cached.allowed);
     }
-    let url = format!("{}{path}", shell::variable("authorize_origin").await?);
+    let url = format!("{}{path}", outage::variable("authorize_origin").await?);
     let callback = http::Request::get(url)
         .header(
             http::header::COOKIE,
@@ -118,9 +124,9 @@ async fn site_authorizes(
     let allowed = match status.as_u16() {
         200..=299 => true,
         401 | 403 => false,
-        _ => anyhow::bail!("authorize URL answered {status}"),
+        _ => return Err(status).context("authorize URL answered"),
     };
-    let ttl: u64 = shell::variable("key_token_ttl_seconds")
+    let ttl: u64 = outage::variable("key_token_ttl_seconds")
         .await?
         .parse()
         .context("key_token_ttl_seconds")?;
@@ -129,7 +135,7 @@ async fn site_authorizes(
         until: now.saturating_add(ttl),
     };
     // A lost cache write only costs one more callback next time.
-    if let Err(error) = viewers.set_json(&cache_key, &decision).await {
+    if let Err(error) = viewers.set(&cache_key, decision.encode()).await {
         eprintln!("key: caching an authorization: {error}");
     }
     Ok(allowed)

@@ -7,7 +7,6 @@
 //! set). Key tokens live `key_token_ttl_seconds`; the player refetches the playlist every target
 //! duration and gets new ones, so long sessions never break while a leaked key URL dies fast.
 
-use anyhow::{Context as _, Result};
 use gatecast_core::access::{self, PlaylistPolicy};
 use gatecast_core::layout::RequestedObject;
 use gatecast_core::reply::{self, Content, Reply};
@@ -15,12 +14,16 @@ use gatecast_core::rewrite::{self, RewriteOptions};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_service;
 
+#[path = "../../segment/src/outage.rs"]
+mod outage;
 #[path = "../../segment/src/shell.rs"]
 mod shell;
 
+use outage::{Context as _, Result};
+
 #[http_service]
 async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::Bytes>> {
-    shell::respond("playlist", serve(&request).await)
+    outage::respond("playlist", serve(&request).await)
 }
 
 async fn serve(request: &Request) -> Result<Reply> {
@@ -34,10 +37,10 @@ async fn serve(request: &Request) -> Result<Reply> {
         _ => return Ok(reply::not_found()),
     };
     let stream = object.stream();
-    let now = shell::unix_now();
+    let now = outage::unix_now();
     let signing_keys = shell::signing_keys().await?;
-    let session_secret = shell::variable("session_secret").await?;
-    let wmsauth_key = shell::variable("wmsauth_key").await?;
+    let session_secret = outage::variable("session_secret").await?;
+    let wmsauth_key = outage::variable("wmsauth_key").await?;
     let policy = PlaylistPolicy {
         signing_keys: &signing_keys,
         session_secret: session_secret.as_bytes(),
@@ -64,7 +67,7 @@ async fn serve(request: &Request) -> Result<Reply> {
         access::key_token_query(&admission, stream, now, &policy).context("minting key tokens")?;
     let options = RewriteOptions {
         token_query: &token_query,
-        sign_segments: shell::variable("sign_segments").await? == "true",
+        sign_segments: outage::variable("sign_segments").await? == "true",
     };
     let rewritten = rewrite::rewrite_playlist(stored, &options).context("rewriting")?;
     Ok(reply::content(Content::Playlist, rewritten.into_bytes()))
@@ -72,9 +75,5 @@ async fn serve(request: &Request) -> Result<Reply> {
 
 /// A numeric variable; a non-number is a configuration fault (503).
 async fn number(name: &str) -> Result<u64> {
-    shell::variable(name)
-        .await?
-        .trim()
-        .parse()
-        .with_context(|| format!("variable {name} is not a number"))
+    outage::variable(name).await?.trim().parse().context(name)
 }

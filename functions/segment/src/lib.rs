@@ -6,19 +6,20 @@
 //! session, blocked viewer, banned stream) are enforced by the key component at the next key
 //! period, so this one needs no store: a segment is useless without its key.
 
-use anyhow::Result;
 use gatecast_core::access;
 use gatecast_core::layout::RequestedObject;
 use gatecast_core::reply::{self, Content, Reply};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_service;
 
-#[path = "shell.rs"]
+mod outage;
 mod shell;
+
+use outage::Result;
 
 #[http_service]
 async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::Bytes>> {
-    shell::respond("segment", serve(&request).await)
+    outage::respond("segment", serve(&request).await)
 }
 
 async fn serve(request: &Request) -> Result<Reply> {
@@ -29,7 +30,7 @@ async fn serve(request: &Request) -> Result<Reply> {
         Some(object @ RequestedObject::Segment(..)) => object,
         _ => return Ok(reply::not_found()),
     };
-    let now = shell::unix_now();
+    let now = outage::unix_now();
     let granted = access::verify_object_request(
         shell::query(request),
         shell::header(request, "cookie"),
@@ -37,7 +38,7 @@ async fn serve(request: &Request) -> Result<Reply> {
         shell::client_ip(request),
         now,
         &shell::signing_keys().await?,
-        shell::variable("session_secret").await?.as_bytes(),
+        outage::variable("session_secret").await?.as_bytes(),
     );
     if granted.is_err() {
         return Ok(reply::refused());

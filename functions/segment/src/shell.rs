@@ -1,32 +1,23 @@
 //! The spin-sdk I/O shared by the viewer-facing components (`playlist`, `key`, `segment`):
-//! clock, request facts, storage reads and turning a [`Reply`] into a Spin response.
+//! request facts, signing keys and storage reads.
 //!
 //! Components are separate crates and the rules live in gatecast-core, so this one file of
 //! glue is compiled into each of them with `#[path = "../../segment/src/shell.rs"] mod shell;`
-//! rather than copied. Nothing here decides anything.
+//! (next to [`crate::outage`]) rather than copied. Nothing here decides anything.
 
-use anyhow::{Context as _, Result};
 use bytes::Bytes;
 use gatecast_core::access;
 use gatecast_core::reply::{self, Reply};
 use gatecast_core::storage::{FetchOutcome, StorageConfig};
 use gatecast_core::viewer_token::SigningKeys;
+use spin_sdk::http::Method;
+use spin_sdk::http::Request;
 use spin_sdk::http::body::IncomingBodyExt as _;
-use spin_sdk::http::{FullBody, Method, Request, Response};
-use spin_sdk::variables;
+
+use crate::outage::{Context as _, Result, variable};
 
 /// Header in which Spin passes the client's `ip:port`.
 const CLIENT_ADDR_HEADER: &str = "spin-client-addr";
-
-/// Turns the component's result into a response: an `Err` (variables, KV or storage failed)
-/// is a 503 with `Retry-After`, never a trap.
-pub fn respond(component: &str, result: Result<Reply>) -> Response<FullBody<Bytes>> {
-    let reply = result.unwrap_or_else(|error| {
-        eprintln!("{component}: {error:#}");
-        reply::unavailable()
-    });
-    reply.map(|body| FullBody::new(Bytes::from(body)))
-}
 
 /// The early answer for methods other than `GET`/`HEAD`: a CORS preflight or 405.
 pub fn method_reply(request: &Request) -> Option<Reply> {
@@ -35,12 +26,6 @@ pub fn method_reply(request: &Request) -> Option<Reply> {
         Method::OPTIONS => Some(reply::preflight()),
         _ => Some(reply::method_not_allowed()),
     }
-}
-
-/// Seconds since the Unix epoch from the host's wall clock.
-pub fn unix_now() -> u64 {
-    let now = spin_sdk::wasip3::clocks::system_clock::now();
-    u64::try_from(now.seconds).unwrap_or(0)
 }
 
 /// The request's query string (empty when absent).
@@ -59,13 +44,6 @@ pub fn header<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
 /// The client address Spin saw.
 pub fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
     header(request, CLIENT_ADDR_HEADER).and_then(access::client_ip)
-}
-
-/// A variable's value; a missing variable is an outage (503), not a refusal.
-pub async fn variable(name: &str) -> Result<String> {
-    variables::get(name)
-        .await
-        .with_context(|| format!("variable {name}"))
 }
 
 /// The viewer-token signing keys (`signing_keys`).
@@ -100,6 +78,6 @@ pub async fn fetch(bucket_variable: &str, object: &str, now: u64) -> Result<Fetc
             response.into_body().bytes().await.context("storage body")?,
         )),
         FetchOutcome::NotFound => Ok(Fetched::NotFound),
-        _ => anyhow::bail!("storage answered {}", response.status()),
+        _ => Err(response.status()).context("storage answered"),
     }
 }

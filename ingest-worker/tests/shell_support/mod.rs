@@ -126,6 +126,10 @@ impl RunningWorker {
     }
 
     /// One sample from `/metrics`, by its full name with labels.
+    pub async fn metric_owned(&self, series: String) -> f64 {
+        self.metric(&series).await
+    }
+
     pub async fn metric(&self, series: &str) -> f64 {
         let (status, body) = self.admin_get("/metrics").await;
         assert_eq!(status, 200);
@@ -391,6 +395,16 @@ pub fn list_objects(root: &Path) -> Vec<String> {
 /// and IV into H.264 + AAC whose duration matches EXTINF, key ids rotate every
 /// `segments_per_key` segments with distinct keys.
 pub async fn verify_finished_stream(root: &Path, name: &str, segments_per_key: usize) -> Playlist {
+    verify_finished_stream_split(root, root, name, segments_per_key).await
+}
+
+/// [`verify_finished_stream`] with key objects under another root (`--key-storage`).
+pub async fn verify_finished_stream_split(
+    root: &Path,
+    keys_root: &Path,
+    name: &str,
+    segments_per_key: usize,
+) -> Playlist {
     let text = read_object(root, &format!("live/{name}/index.m3u8")).expect("live playlist exists");
     let playlist = parse_playlist(std::str::from_utf8(&text).unwrap());
     assert!(playlist.ended, "final playlist has EXT-X-ENDLIST");
@@ -400,7 +414,7 @@ pub async fn verify_finished_stream(root: &Path, name: &str, segments_per_key: u
     for segment in &playlist.segments {
         let ciphertext =
             read_object(root, &format!("live/{name}/{}", segment.uri)).expect("segment exists");
-        let key = read_object(root, &key_storage_path(&segment.key_uri)).expect("key exists");
+        let key = read_object(keys_root, &key_storage_path(&segment.key_uri)).expect("key exists");
         assert!(ivs.insert(segment.iv_hex.clone()), "IVs are never reused");
         let probed = decrypt_and_probe(&ciphertext, &key, &segment.iv_hex).await;
         assert!(probed.codecs.contains(&"h264".to_owned()), "{probed:?}");
@@ -553,6 +567,7 @@ impl Drop for HookServer {
 pub const S3_ACCESS_KEY: &str = "gatecast-test-access";
 pub const S3_SECRET_KEY: &str = "gatecast-test-secret-0123456789";
 pub const S3_BUCKET: &str = "media";
+pub const S3_KEYS_BUCKET: &str = "private-keys";
 
 pub struct S3Server {
     pub addr: SocketAddr,
@@ -564,6 +579,7 @@ impl S3Server {
     /// Serves `root` (bucket folders inside) on `127.0.0.1:0`.
     pub async fn start(root: PathBuf) -> Self {
         std::fs::create_dir_all(root.join(S3_BUCKET)).unwrap();
+        std::fs::create_dir_all(root.join(S3_KEYS_BUCKET)).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut server = Self {
@@ -621,6 +637,10 @@ impl S3Server {
 
     pub fn bucket_dir(&self) -> PathBuf {
         self.root.join(S3_BUCKET)
+    }
+
+    pub fn keys_bucket_dir(&self) -> PathBuf {
+        self.root.join(S3_KEYS_BUCKET)
     }
 
     pub fn endpoint(&self) -> String {

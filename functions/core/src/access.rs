@@ -8,7 +8,8 @@
 //!    session secret is configured.
 //!
 //! A verified credential becomes a [`Grant`], which names the sanctions (KV marks) that can
-//! still refuse it: a revoked session, a blocked viewer, a banned stream.
+//! still refuse it: a revoked session, a blocked viewer, a pay-per-view deny-list entry, a
+//! banned stream.
 //!
 //! The playlist is where those credentials are minted: [`admit_playlist`] accepts a viewer
 //! token, a WMSAuth signature or a seed 000 session, and [`key_token_query`] turns the
@@ -18,6 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::form;
 use crate::layout::StreamName;
+use crate::ppv;
 use crate::registry;
 use crate::session_token;
 use crate::viewer_token::{self, SigningKeys, TokenError, ViewerClaims};
@@ -68,6 +70,7 @@ impl Grant {
             }
             if !claims.viewer.is_empty() {
                 keys.push(registry::blocked_viewer_key(&claims.viewer));
+                keys.push(ppv::denied_key(&claims.viewer));
             }
         }
         keys
@@ -278,7 +281,8 @@ mod tests {
             [
                 "banned-stream:benw",
                 "revoked-session:s-42",
-                "blocked-viewer:ID_1"
+                "blocked-viewer:ID_1",
+                "ppv-denied:ID_1"
             ]
         );
         assert!(matches!(

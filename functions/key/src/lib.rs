@@ -2,13 +2,15 @@
 //! cookie in seed 000 mode) answers the 16 key bytes to an admitted viewer.
 //!
 //! Order: credential ([`gatecast_core::access`]) → sanctions in the `viewers` store (banned
-//! stream, revoked session, blocked viewer) → for seed 000 sessions, the site's
-//! `authorize_key` answer (cached per key period) → the key object from the private key
-//! bucket, which must be exactly 16 bytes. Any refusal is a bodiless 403; a store, site or
+//! stream, revoked session, blocked viewer, pay-per-view deny list) → for seed 000 sessions, the
+//! site's `authorize_key` answer (cached per key period) → pay-per-view: a priced stream debits
+//! the viewer once per key id ([`gatecast_core::ppv::decide_charge`]) → the key object from the
+//! private key bucket, which must be exactly 16 bytes. Any refusal is a bodiless 403; a store, site or
 //! storage failure is 503 with `Retry-After`.
 
 use gatecast_core::access::{self, Grant};
 use gatecast_core::layout::{RequestedObject, StreamName};
+use gatecast_core::ppv::{self, ChargeDecision, Price};
 use gatecast_core::registry::{self, AuthorizationDecision};
 use gatecast_core::reply::{self, Content, Reply};
 use spin_sdk::http::{EmptyBody, Request, Response};
@@ -37,8 +39,8 @@ async fn serve(request: &Request) -> Result<Reply> {
     if let Some(early) = shell::method_reply(request) {
         return Ok(early);
     }
-    let object = match RequestedObject::parse(request.uri().path()) {
-        Some(object @ RequestedObject::Key(..)) => object,
+    let (object, key_id) = match RequestedObject::parse(request.uri().path()) {
+        Some(object @ RequestedObject::Key(_, key_id)) => (object, key_id),
         _ => return Ok(reply::not_found()),
     };
     let stream = object.stream();
@@ -70,6 +72,9 @@ async fn serve(request: &Request) -> Result<Reply> {
     if let Grant::Session { cookie } = &grant
         && !site_authorizes(&viewers, cookie, stream, now).await?
     {
+        return Ok(reply::refused());
+    }
+    if !paid_for(&viewers, &grant, stream, key_id, now).await? {
         return Ok(reply::refused());
     }
     Ok(
@@ -139,4 +144,67 @@ async fn site_authorizes(
         eprintln!("key: caching an authorization: {error}");
     }
     Ok(allowed)
+}
+
+/// Pay-per-view: whether this key period may be served. A stream without a price is free; a
+/// priced one needs a viewer id (from the viewer token) whose balance covers the period, debited
+/// once per key id. The KV has no transactions, so two simultaneous first fetches of one key id
+/// may both charge; the marker is written first so a lost balance write favours the viewer.
+async fn paid_for(
+    viewers: &Store,
+    grant: &Grant,
+    stream: &StreamName,
+    key_id: u64,
+    now: u64,
+) -> Result<bool> {
+    let Some(price) = viewers
+        .get(ppv::price_key(stream))
+        .await
+        .context("reading the stream price")?
+    else {
+        return Ok(true);
+    };
+    let price: Price = String::from_utf8_lossy(&price)
+        .parse()
+        .context("stream price")?;
+    let key_period: u64 = outage::variable("key_period_seconds")
+        .await?
+        .parse()
+        .context("key_period_seconds")?;
+    if ppv::charge_for_key_period(price, key_period) == 0 {
+        return Ok(true);
+    }
+    let viewer = match grant {
+        Grant::Viewer(claims) if !claims.viewer.is_empty() => claims.viewer.as_str(),
+        // A paid stream needs someone to charge.
+        _ => return Ok(false),
+    };
+    let marker = ppv::charged_key(viewer, stream, key_id);
+    let already_charged = viewers.exists(&marker).await.context("reading a charge")?;
+    let balance = match viewers
+        .get(ppv::balance_key(viewer))
+        .await
+        .context("reading a balance")?
+    {
+        Some(stored) => String::from_utf8_lossy(&stored)
+            .trim()
+            .parse()
+            .context("stored balance")?,
+        None => 0,
+    };
+    match ppv::decide_charge(price, key_period, balance, already_charged) {
+        ChargeDecision::Serve => Ok(true),
+        ChargeDecision::Charge { new_balance, .. } => {
+            viewers
+                .set(&marker, now.to_string())
+                .await
+                .context("recording a charge")?;
+            viewers
+                .set(ppv::balance_key(viewer), new_balance.to_string())
+                .await
+                .context("debiting a balance")?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }

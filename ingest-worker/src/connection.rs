@@ -69,8 +69,8 @@ pub enum ConnectionError {
     /// The peer announced a chunk size above `max_chunk_size`.
     #[error("chunk size {0} above the limit")]
     ChunkSizeTooLarge(u32),
-    /// A media message exceeded `max_message_size`.
-    #[error("message of {0} bytes above the limit")]
+    /// A message exceeded `max_message_size` (or its partial input twice that).
+    #[error("message of at least {0} bytes above the limit")]
     MessageTooLarge(usize),
     /// The publisher sends a codec gatecast cannot package (only H.264 + AAC).
     #[error("unsupported codec")]
@@ -115,6 +115,7 @@ pub async fn handle_connection(
             connect_info: ConnectInfo::default(),
             app: None,
             publish: PublishState::Idle,
+            bytes_without_progress: 0,
         };
         let outcome = connection.run(&shutdown).await;
         connection.finish_publish("connection closed");
@@ -209,6 +210,8 @@ struct Connection {
     /// The accepted application name.
     app: Option<String>,
     publish: PublishState,
+    /// Input bytes since `rml_rtmp` last completed a message (see `handle_bytes`).
+    bytes_without_progress: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -298,6 +301,20 @@ impl Connection {
         }
         let results = std::panic::catch_unwind(AssertUnwindSafe(|| session.handle_input(bytes)))
             .map_err(|_| ConnectionError::SessionPanicked)??;
+        // `rml_rtmp` buffers a message until it is complete (24-bit length: up to 16 MiB) and
+        // cannot be asked how much it holds. Every completed message of a publisher yields a
+        // result, so input that yields none for more than twice the message cap (room for
+        // chunk headers) is an oversized or bogus message: stop it before it is buffered whole.
+        if results.is_empty() {
+            self.bytes_without_progress += bytes.len();
+            if self.bytes_without_progress > self.shared.rtmp.max_message_size.saturating_mul(2) {
+                return Err(ConnectionError::MessageTooLarge(
+                    self.bytes_without_progress,
+                ));
+            }
+        } else {
+            self.bytes_without_progress = 0;
+        }
         let events = self.write_results(results).await?;
         for event in events {
             self.handle_event(session, event, shutdown).await?;

@@ -196,7 +196,7 @@ impl Worker {
 
         shutdown.await;
         tracing::info!(
-            live = shared.metrics.streams_live(),
+            live = ?shared.registry.live_names(),
             "shutting down: finalizing live streams"
         );
         stop.cancel();

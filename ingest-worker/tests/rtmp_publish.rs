@@ -277,3 +277,96 @@ async fn shutdown_finalizes_live_playlists() {
     assert!(!output.status.success(), "the publisher was disconnected");
     verify_finished_stream(&media, "frank", 2).await;
 }
+
+/// Limits: connections over the cap are closed at once, an oversized message ends its
+/// connection before it is buffered, RTMP playback is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_cap_message_cap_and_play_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, stores) = file_store(dir.path());
+    let mut config = test_config(url);
+    config.rtmp.max_connections = 1;
+    config.rtmp.max_message_size = 64 * 1024;
+    let worker = start_worker(config, stores).await;
+
+    let holder = tokio::net::TcpStream::connect(worker.rtmp).await.unwrap();
+    wait_for_metric(&worker, "gatecast_ingest_connections_open", 1.0).await;
+    let mut over_cap = tokio::net::TcpStream::connect(worker.rtmp).await.unwrap();
+    let mut sink = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(5), over_cap.read_to_end(&mut sink)).await;
+    assert!(
+        closed.is_ok_and(|r| r.is_ok()) && sink.is_empty(),
+        "closed without a byte"
+    );
+    let refused =
+        |reason: &str| format!("gatecast_ingest_publishes_refused_total{{reason=\"{reason}\"}}");
+    assert_eq!(worker.metric(&refused("too_many_connections")).await, 1.0);
+    drop(holder);
+    wait_for_metric(&worker, "gatecast_ingest_connections_open", 0.0).await;
+
+    // Handshake by hand, then one video message announcing 16 MiB - 1, sent as well-formed
+    // 128-byte chunks: the worker must hang up long before 16 MiB arrive.
+    let mut big = tokio::net::TcpStream::connect(worker.rtmp).await.unwrap();
+    big.write_all(&[0x03]).await.unwrap();
+    big.write_all(&[9u8; 1536]).await.unwrap();
+    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
+    big.read_exact(&mut s0s1s2).await.unwrap();
+    big.write_all(&s0s1s2[1..1537]).await.unwrap();
+    // fmt 0, csid 4, timestamp 0, length 0xFFFFFF, type 9 (video), message stream 1.
+    let mut message = vec![0x04, 0, 0, 0, 0xff, 0xff, 0xff, 0x09, 1, 0, 0, 0];
+    message.extend_from_slice(&[0x17; 128]);
+    let continuation: Vec<u8> = std::iter::once(0xc4).chain([0x27; 128]).collect();
+    let batch: Vec<u8> = continuation
+        .iter()
+        .copied()
+        .cycle()
+        .take(continuation.len() * 32)
+        .collect();
+    let mut sent = message.len();
+    let mut cut = big.write_all(&message).await.is_err();
+    while !cut && sent < 20 << 20 {
+        cut = big.write_all(&batch).await.is_err();
+        sent += batch.len();
+    }
+    assert!(
+        cut,
+        "connection still open after {sent} bytes of one message"
+    );
+    // Kernel buffers accept megabytes before the reset arrives, so count what the worker read.
+    let read = worker.metric("gatecast_ingest_bytes_received_total").await;
+    assert!(
+        read < f64::from(1 << 20),
+        "worker read {read} bytes of the oversized message"
+    );
+
+    let play = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-rw_timeout",
+            "5000000",
+        ])
+        .args(["-i", &worker.url("some-key"), "-t", "1", "-f", "null", "-"])
+        .kill_on_drop(true)
+        .output();
+    let play = tokio::time::timeout(Duration::from_secs(20), play)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!play.status.success(), "RTMP playback is refused");
+    assert_eq!(worker.metric(&refused("play_requested")).await, 1.0);
+    worker.shutdown().await.unwrap();
+}
+
+async fn wait_for_metric(worker: &RunningWorker, series: &str, expected: f64) {
+    for _ in 0..100 {
+        if worker.metric(series).await == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{series} never reached {expected}");
+}

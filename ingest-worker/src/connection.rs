@@ -22,6 +22,7 @@ use rml_rtmp::sessions::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
@@ -63,6 +64,9 @@ pub enum ConnectionError {
     /// Nothing was received for `idle_timeout`.
     #[error("idle for too long")]
     IdleTimeout,
+    /// The connection did not publish anything for `idle_timeout`.
+    #[error("connected without publishing for too long")]
+    NotPublishing,
     /// The peer did not read our responses for `idle_timeout`.
     #[error("peer does not read")]
     WriteTimeout,
@@ -231,9 +235,20 @@ impl Connection {
         self.handle_bytes(&mut session, &leftover, shutdown).await?;
 
         let mut buf = vec![0u8; READ_CHUNK];
+        // A connection that does not publish is closed after `idle_timeout` even if it keeps
+        // sending (pings, junk commands): otherwise it could hold a connection slot forever.
+        let mut not_publishing_since = Some(Instant::now());
         loop {
+            match (&self.publish, not_publishing_since) {
+                (PublishState::Live(_), _) => not_publishing_since = None,
+                (PublishState::Idle, None) => not_publishing_since = Some(Instant::now()),
+                (PublishState::Idle, Some(_)) => {}
+            }
+            let publish_deadline =
+                not_publishing_since.map(|since| since + self.shared.rtmp.idle_timeout);
             let cutoff = self.publish.cutoff();
             let read = tokio::select! {
+                () = sleep_until(publish_deadline) => return Err(ConnectionError::NotPublishing),
                 () = shutdown.cancelled() => {
                     self.finish_publish("worker shutting down");
                     return Ok(());
@@ -634,6 +649,14 @@ impl Connection {
     fn finish_publish(&mut self, why: &str) {
         let state = std::mem::replace(&mut self.publish, PublishState::Idle);
         self.publish = state.finish(&self.shared, why);
+    }
+}
+
+/// Resolves at `deadline`, never without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -287,6 +287,7 @@ async fn connection_cap_message_cap_and_play_refusal() {
     let mut config = test_config(url);
     config.rtmp.max_connections = 1;
     config.rtmp.max_message_size = 64 * 1024;
+    config.rtmp.idle_timeout = Duration::from_secs(2);
     let worker = start_worker(config, stores).await;
 
     let holder = tokio::net::TcpStream::connect(worker.rtmp).await.unwrap();
@@ -339,6 +340,30 @@ async fn connection_cap_message_cap_and_play_refusal() {
         read < f64::from(1 << 20),
         "worker read {read} bytes of the oversized message"
     );
+
+    // A connection that keeps talking (acknowledgements every 300 ms) but never publishes
+    // is closed after the idle timeout all the same.
+    let mut chatty = tokio::net::TcpStream::connect(worker.rtmp).await.unwrap();
+    chatty.write_all(&[0x03]).await.unwrap();
+    chatty.write_all(&[5u8; 1536]).await.unwrap();
+    chatty.read_exact(&mut s0s1s2).await.unwrap();
+    chatty.write_all(&s0s1s2[1..1537]).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let acknowledgement = [0x02, 0, 0, 0, 0, 0, 4, 0x03, 0, 0, 0, 0, 0, 0, 0x10, 0];
+    let mut chatty_cut = false;
+    while started.elapsed() < Duration::from_secs(8) {
+        if chatty.write_all(&acknowledgement).await.is_err() {
+            chatty_cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(chatty_cut, "a connection that never publishes is closed");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "not before the idle timeout"
+    );
+    wait_for_metric(&worker, "gatecast_ingest_connections_open", 0.0).await;
 
     let play = tokio::process::Command::new("ffmpeg")
         .args([

@@ -1,0 +1,503 @@
+//! Loading an app (compile once) and serving requests (fresh instance per request).
+
+use crate::allowed_hosts::AllowedHosts;
+use crate::context::ComponentContext;
+use crate::instance::{self, InstanceState};
+use crate::kv::KvStores;
+use crate::manifest::Manifest;
+use crate::routing::{RouteMatch, Router};
+use crate::variables::Variables;
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use hyper::body::{Frame, Incoming};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+
+/// How often the epoch ticks; the per-request deadline is counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How to run an app.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Path of `spin.toml`.
+    pub manifest: PathBuf,
+    /// Directory for host state; key-value stores live in `<data_dir>/kv/<label>.db`.
+    pub data_dir: PathBuf,
+    /// Cargo target directory to resolve component sources that start with `target/`
+    /// (so builds with a custom `CARGO_TARGET_DIR` run unchanged). `None`: as written.
+    pub target_dir: Option<PathBuf>,
+    /// Application variable values that win over `SPIN_VARIABLE_*` and defaults
+    /// (like `spin up --variable name=value`).
+    pub variables: BTreeMap<String, String>,
+    /// Read `SPIN_VARIABLE_<NAME>` from the process environment (Spin's env provider).
+    pub env_variables: bool,
+    /// Wall-clock and CPU (epoch) limit for one request, including streaming its body.
+    pub request_timeout: Duration,
+    /// Maximum size of each linear memory of an instance.
+    pub max_memory_bytes: usize,
+}
+
+impl HostConfig {
+    /// Defaults for `manifest`: data in `.gatecast` beside it, 30 s and 256 MiB per request.
+    pub fn new(manifest: impl Into<PathBuf>) -> Self {
+        let manifest = manifest.into();
+        let data_dir = manifest
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(".gatecast");
+        Self {
+            manifest,
+            data_dir,
+            target_dir: None,
+            variables: BTreeMap::new(),
+            env_variables: true,
+            request_timeout: Duration::from_secs(30),
+            max_memory_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// One compiled component, ready to instantiate.
+struct LoadedComponent {
+    pre: ServicePre<InstanceState>,
+    context: Arc<ComponentContext>,
+}
+
+/// Stops the epoch ticker thread when the host is dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("gatecast-host-epoch".to_owned())
+            .spawn(move || {
+                while !thread_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map(drop)
+            .unwrap_or_else(|err| tracing::error!(%err, "cannot start epoch ticker"));
+        Self { stop }
+    }
+}
+
+/// A loaded application: router plus compiled components. Cheap to clone.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    engine: Engine,
+    router: Router,
+    components: HashMap<String, LoadedComponent>,
+    request_timeout: Duration,
+    max_memory_bytes: usize,
+    _ticker: EpochTicker,
+}
+
+/// Key-value labels become file names; keep them to a safe alphabet.
+fn check_store_label(label: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !label.is_empty()
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "key-value store label {label:?} must be non-empty ASCII letters, digits, '-' or '_'"
+    );
+    Ok(())
+}
+
+/// `target/…` sources are rebased onto `target_dir` when one is configured.
+fn resolve_source(base_dir: &Path, source: &Path, target_dir: Option<&Path>) -> PathBuf {
+    match (target_dir, source.strip_prefix("target")) {
+        (Some(target_dir), Ok(rest)) => target_dir.join(rest),
+        _ => base_dir.join(source),
+    }
+}
+
+impl Host {
+    /// Parses the manifest, resolves variables and compiles every routed component.
+    ///
+    /// Fails on anything Spin would refuse at startup: bad manifest, required variable without
+    /// value, bad template, bad allowed host, unloadable component.
+    pub fn load(config: &HostConfig) -> anyhow::Result<Self> {
+        let manifest = Manifest::load(&config.manifest)?;
+        let variables = Variables::resolve(&manifest, &config.variables, |key| {
+            config
+                .env_variables
+                .then(|| std::env::var(key).ok())
+                .flatten()
+        })?;
+        let variables = Arc::new(variables);
+        let router = Router::build(&manifest.http_triggers)?;
+        let kv = Arc::new(KvStores::new(config.data_dir.join("kv"))?);
+
+        let mut engine_config = Config::new();
+        engine_config.wasm_component_model_async(true);
+        engine_config.epoch_interruption(true);
+        let engine = Engine::new(&engine_config)?;
+        let linker = instance::linker(&engine)?;
+
+        let mut components = HashMap::new();
+        let mut compiled: HashMap<PathBuf, Component> = HashMap::new();
+        for trigger in &manifest.http_triggers {
+            let id = &trigger.component;
+            if components.contains_key(id) {
+                continue;
+            }
+            let decl = &manifest.components[id];
+            for label in &decl.key_value_stores {
+                check_store_label(label)?;
+            }
+            let hosts = decl
+                .allowed_outbound_hosts
+                .iter()
+                .map(|entry| variables.expand_str(entry))
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("component {id:?}: allowed_outbound_hosts"))?;
+            let allowed_hosts = AllowedHosts::parse(&hosts)
+                .with_context(|| format!("component {id:?}: allowed_outbound_hosts"))?;
+            let path = resolve_source(
+                &manifest.base_dir,
+                &decl.source,
+                config.target_dir.as_deref(),
+            );
+            // Several component ids may share one `.wasm`: compile each file once.
+            let component = match compiled.get(&path) {
+                Some(component) => Component::clone(component),
+                None => {
+                    let started = std::time::Instant::now();
+                    let component = Component::from_file(&engine, &path)
+                        .map_err(anyhow::Error::from)
+                        .with_context(|| {
+                            format!("component {id:?}: cannot load {}", path.display())
+                        })?;
+                    tracing::info!(component = %id, path = %path.display(), elapsed = ?started.elapsed(), "compiled");
+                    compiled.insert(path.clone(), component.clone());
+                    component
+                }
+            };
+            let pre = linker
+                .instantiate_pre(&component)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("component {id:?}: unsatisfied imports"))?;
+            let pre = ServicePre::new(pre)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("component {id:?}: not a wasi:http@0.3 service"))?;
+            let context = ComponentContext {
+                id: id.clone(),
+                key_value_stores: decl.key_value_stores.iter().cloned().collect(),
+                kv: Arc::clone(&kv),
+                variables: Arc::clone(&variables),
+                allowed_hosts: Arc::new(allowed_hosts),
+                environment: decl
+                    .environment
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            };
+            components.insert(
+                id.clone(),
+                LoadedComponent {
+                    pre,
+                    context: Arc::new(context),
+                },
+            );
+        }
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self {
+            inner: Arc::new(HostInner {
+                engine,
+                router,
+                components,
+                request_timeout: config.request_timeout,
+                max_memory_bytes: config.max_memory_bytes,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Routable `(route, component id)` pairs.
+    pub fn routes(&self) -> Vec<(String, String)> {
+        self.inner
+            .router
+            .routes()
+            .map(|(r, c)| (r.to_owned(), c.to_owned()))
+            .collect()
+    }
+
+    /// Handles one HTTP request: route, instantiate, call `wasi:http/handler.handle`.
+    ///
+    /// Never fails: no route → 404; trap, timeout, limit or guest error → 500 for this
+    /// request only.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        client_addr: SocketAddr,
+    ) -> Response<HostBody> {
+        self.handle_body(request, client_addr).await
+    }
+
+    /// [`Host::handle`] for any request body (embedders and tests may not have `Incoming`).
+    pub async fn handle_body<B>(
+        &self,
+        request: Request<B>,
+        client_addr: SocketAddr,
+    ) -> Response<HostBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let path = request.uri().path().to_owned();
+        let Some(route) = self.inner.router.route(&path) else {
+            return plain(StatusCode::NOT_FOUND, "Not Found");
+        };
+        // Path only: query strings carry viewer tokens and must never reach the logs.
+        let span = tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %path,
+            component = %route.component_id,
+            status = tracing::field::Empty,
+        );
+        let response = self
+            .dispatch(request, route, client_addr)
+            .instrument(span.clone())
+            .await;
+        span.record("status", response.status().as_u16());
+        response
+    }
+
+    async fn dispatch<B>(
+        &self,
+        request: Request<B>,
+        route: RouteMatch,
+        client_addr: SocketAddr,
+    ) -> Response<HostBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let Some(component) = self.inner.components.get(&route.component_id) else {
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+        };
+        let request = match prepare_request(request, &route, client_addr) {
+            Ok(request) => request,
+            Err(err) => {
+                tracing::info!(%err, "malformed request");
+                return plain(StatusCode::BAD_REQUEST, "Bad Request");
+            }
+        };
+
+        let mut store = Store::new(
+            &self.inner.engine,
+            InstanceState::new(Arc::clone(&component.context), self.inner.max_memory_bytes),
+        );
+        store.limiter(|state| &mut state.limits);
+        let ticks =
+            u64::try_from(self.inner.request_timeout.as_millis() / EPOCH_TICK.as_millis().max(1))
+                .unwrap_or(u64::MAX)
+                .max(1);
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let pre = component.pre.clone();
+        let timeout = self.inner.request_timeout;
+        let (head_tx, head_rx) = oneshot::channel();
+        // Small bound: the guest produces body chunks only as fast as the client reads them.
+        let (body_tx, body_rx) = mpsc::channel(4);
+        let task = async move {
+            let run = run_guest(store, pre, request, head_tx, body_tx);
+            match tokio::time::timeout(timeout, run).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(error = %format!("{err:#}"), "component failed"),
+                Err(_) => tracing::warn!(?timeout, "component exceeded the request time limit"),
+            }
+        };
+        tokio::spawn(task.in_current_span());
+
+        match head_rx.await {
+            Ok(head) => Response::from_parts(head, HostBody::Channel(body_rx)),
+            // The guest trapped, timed out or returned an error before producing a response.
+            Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        }
+    }
+}
+
+/// Runs one guest call to completion in its own store, forwarding the response head and body.
+async fn run_guest(
+    mut store: Store<InstanceState>,
+    pre: ServicePre<InstanceState>,
+    request: Request<wasmtime_wasi_http::WasiBody>,
+    head_tx: oneshot::Sender<http::response::Parts>,
+    body_tx: mpsc::Sender<Result<Frame<Bytes>, BodyError>>,
+) -> anyhow::Result<()> {
+    let service = pre.instantiate_async(&mut store).await?;
+    let (request, _request_io) =
+        wasmtime_wasi_http::p3::Request::from_http(&mut store.data_mut().hooks, request);
+    store
+        .run_concurrent(async move |accessor| -> anyhow::Result<()> {
+            let response = match service.handle(accessor, request).await? {
+                Ok(response) => response,
+                Err(code) => anyhow::bail!("component returned error code {code:?}"),
+            };
+            let response = accessor.with(|access| response.into_http(access, async { Ok(()) }))?;
+            let (head, mut body) = response.into_parts();
+            if head_tx.send(head).is_err() {
+                return Ok(()); // Client went away.
+            }
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|err| BodyError(format!("{err:?}")));
+                let failed = frame.is_err();
+                if body_tx.send(frame).await.is_err() || failed {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .await?
+}
+
+/// Adds Spin's headers (replacing any the client sent) and makes the URI absolute, as Spin does.
+fn prepare_request<B>(
+    request: Request<B>,
+    route: &RouteMatch,
+    client_addr: SocketAddr,
+) -> anyhow::Result<Request<wasmtime_wasi_http::WasiBody>>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let (mut parts, body) = request.into_parts();
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".to_owned());
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
+    let spoofable: Vec<HeaderName> = parts
+        .headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("spin-"))
+        .cloned()
+        .collect();
+    for name in spoofable {
+        parts.headers.remove(name);
+    }
+    for (name, value) in route.spin_headers(&host, &path_and_query, client_addr) {
+        parts
+            .headers
+            .insert(HeaderName::try_from(name)?, HeaderValue::try_from(value)?);
+    }
+    parts.uri = http::Uri::builder()
+        .scheme("http")
+        .authority(host.as_str())
+        .path_and_query(path_and_query.as_str())
+        .build()?;
+    let body = body.map_err(Into::into).boxed_unsync();
+    Ok(Request::from_parts(parts, body))
+}
+
+/// A response body chunk that could not be produced (the guest failed mid-stream).
+#[derive(Debug, thiserror::Error)]
+#[error("response body failed: {0}")]
+pub struct BodyError(String);
+
+/// Response body served by the host: a fixed text or the guest's streamed body.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HostBody {
+    /// A host-generated body (404, 500, …).
+    Full(Option<Bytes>),
+    /// Frames forwarded from the guest's store task.
+    Channel(mpsc::Receiver<Result<Frame<Bytes>, BodyError>>),
+}
+
+impl http_body::Body for HostBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            HostBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            HostBody::Channel(rx) => rx.poll_recv(cx),
+        }
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<HostBody> {
+    let mut response = Response::new(HostBody::Full(Some(Bytes::from_static(text.as_bytes()))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_sources_follow_the_configured_target_dir() {
+        let base = Path::new("/app");
+        let source = Path::new("target/wasm32-wasip2/wasm/key.wasm");
+        assert_eq!(
+            resolve_source(base, source, None),
+            Path::new("/app/target/wasm32-wasip2/wasm/key.wasm")
+        );
+        assert_eq!(
+            resolve_source(base, source, Some(Path::new("/t/host"))),
+            Path::new("/t/host/wasm32-wasip2/wasm/key.wasm")
+        );
+        assert_eq!(
+            resolve_source(base, Path::new("other/x.wasm"), Some(Path::new("/t"))),
+            Path::new("/app/other/x.wasm")
+        );
+    }
+
+    #[test]
+    fn store_labels_must_be_file_name_safe() {
+        assert!(check_store_label("default").is_ok());
+        assert!(check_store_label("pay-per_view2").is_ok());
+        for bad in ["", "../x", "a/b", "a.b", "ä"] {
+            assert!(check_store_label(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The per-request store data: WASI, wasi:http with the outbound policy, Spin interfaces, limits.
+
+use crate::allowed_hosts::AllowedHosts;
+use crate::bindings::{self, SpinView};
+use crate::context::ComponentContext;
+use std::sync::Arc;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
+};
+
+/// `wasi:http` hooks that enforce `allowed_outbound_hosts` before any connection is made.
+pub(crate) struct OutboundPolicy {
+    allowed: Arc<AllowedHosts>,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        // The guest's response-processing result is not needed to send the request.
+        drop(fut);
+        if !self.allowed.allows_uri(request.uri()) {
+            // What Spin returns: `error-code::HTTP-request-denied`, before any network access.
+            tracing::info!(
+                host = request.uri().host().unwrap_or_default(),
+                "outbound request denied by allowed_outbound_hosts"
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+            ))
+        })
+    }
+}
+
+/// The data of one request's `Store`.
+pub(crate) struct InstanceState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    pub(crate) hooks: OutboundPolicy,
+    pub(crate) limits: StoreLimits,
+    context: Arc<ComponentContext>,
+}
+
+impl InstanceState {
+    /// Fresh state for one request of the component described by `context`.
+    pub(crate) fn new(context: Arc<ComponentContext>, max_memory_bytes: usize) -> Self {
+        let mut wasi = WasiCtx::builder();
+        // Spin forwards component stdout/stderr to its own log output.
+        wasi.inherit_stdout().inherit_stderr();
+        for (key, value) in &context.environment {
+            wasi.env(key, value);
+        }
+        Self {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundPolicy {
+                allowed: Arc::clone(&context.allowed_hosts),
+            },
+            limits: StoreLimitsBuilder::new()
+                .memory_size(max_memory_bytes)
+                .trap_on_grow_failure(false)
+                .build(),
+            context,
+        }
+    }
+
+    fn spin_view(&mut self) -> SpinView<'_> {
+        SpinView {
+            table: &mut self.table,
+            context: &self.context,
+        }
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// The linker every component is instantiated with: WASI 0.2 (what Rust's std still imports
+/// through the adapter), WASI 0.3, `wasi:http@0.3` and the Spin interfaces.
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<InstanceState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    bindings::add_to_linker(&mut linker, InstanceState::spin_view)?;
+    Ok(linker)
+}

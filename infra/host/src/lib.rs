@@ -1,0 +1,30 @@
+//! gatecast-host: runs gatecast's Spin app (`spin.toml`, manifest v2) on wasmtime.
+//!
+//! Production runs on Spin 4.1+; this host exists because the Spin CLI cannot be installed on
+//! the development and CI machines. It implements what gatecast's components import, with
+//! Spin's semantics: `wasi:http@0.3` service components (fresh instance per request), Spin's
+//! routing and `spin-*` headers, `spin:key-value@3.0.0` on SQLite, `spin:variables@3.0.0` with
+//! Spin's template and provider rules, and `allowed_outbound_hosts` enforcement on outbound HTTP.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let config = gatecast_host::HostConfig::new("spin.toml");
+//! let host = gatecast_host::Host::load(&config)?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! gatecast_host::serve(host, listener, std::future::pending()).await
+//! # }
+//! ```
+
+pub mod allowed_hosts;
+mod bindings;
+mod context;
+mod host;
+mod instance;
+pub mod kv;
+pub mod manifest;
+pub mod routing;
+mod server;
+pub mod variables;
+
+pub use host::{BodyError, Host, HostBody, HostConfig};
+pub use server::serve;

@@ -9,14 +9,11 @@ use gatecast_core::api::{self, ApiError, ApiRoute, ChannelKeyResponse};
 use gatecast_core::layout::StreamName;
 use gatecast_core::registry::{self, ChannelRecord, PublishDecision, StreamStatus};
 use gatecast_core::reply::{self, Reply};
-use gatecast_core::viewer_token::SigningKeys;
+use gatecast_spin_shell::outage;
 use spin_sdk::http::body::IncomingBodyExt as _;
 use spin_sdk::http::{Request, Response, StatusCode};
 use spin_sdk::http_service;
 use spin_sdk::key_value::Store;
-
-#[path = "../../segment/src/outage.rs"]
-mod outage;
 
 use outage::{Context as _, Result, variable};
 
@@ -105,8 +102,7 @@ async fn sign(body: &[u8], now: u64) -> Result<Result<Reply, ApiError>> {
         Ok(request) => request,
         Err(error) => return Ok(Err(error)),
     };
-    let spec = variable("signing_keys").await?;
-    let keys = SigningKeys::parse(&spec).context("signing_keys is invalid")?;
+    let keys = outage::signing_keys().await?;
     let wmsauth_key = variable("wmsauth_key").await?;
     let signed = api::sign(&request, &keys, &wmsauth_key, now);
     Ok(signed.map(|signed| reply::json(StatusCode::OK, api::to_body(&signed))))

@@ -13,14 +13,10 @@ use gatecast_core::layout::{RequestedObject, StreamName};
 use gatecast_core::ppv::{self, ChargeDecision, Price};
 use gatecast_core::registry::{self, AuthorizationDecision};
 use gatecast_core::reply::{self, Content, Reply};
+use gatecast_spin_shell::{outage, viewer};
 use spin_sdk::http::{EmptyBody, Request, Response};
 use spin_sdk::http_service;
 use spin_sdk::key_value::Store;
-
-#[path = "../../segment/src/outage.rs"]
-mod outage;
-#[path = "../../segment/src/shell.rs"]
-mod shell;
 
 use outage::{Context as _, Result};
 
@@ -36,7 +32,7 @@ async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::By
 }
 
 async fn serve(request: &Request) -> Result<Reply> {
-    if let Some(early) = shell::method_reply(request) {
+    if let Some(early) = viewer::method_reply(request) {
         return Ok(early);
     }
     let (object, key_id) = match RequestedObject::parse(request.uri().path()) {
@@ -47,12 +43,12 @@ async fn serve(request: &Request) -> Result<Reply> {
     let now = outage::unix_now();
     let session_secret = outage::variable("session_secret").await?;
     let Ok(grant) = access::verify_object_request(
-        shell::query(request),
-        shell::header(request, "cookie"),
+        viewer::query(request),
+        viewer::header(request, "cookie"),
         stream,
-        shell::client_ip(request),
+        viewer::client_ip(request),
         now,
-        &shell::signing_keys().await?,
+        &outage::signing_keys().await?,
         session_secret.as_bytes(),
     ) else {
         return Ok(reply::refused());
@@ -78,14 +74,14 @@ async fn serve(request: &Request) -> Result<Reply> {
         return Ok(reply::refused());
     }
     Ok(
-        match shell::fetch("key_bucket", &object.storage_path(), now).await? {
-            shell::Fetched::Found(key) if key.len() == KEY_LEN => {
+        match viewer::fetch("key_bucket", &object.storage_path(), now).await? {
+            viewer::Fetched::Found(key) if key.len() == KEY_LEN => {
                 reply::content(Content::Key, key.into())
             }
-            shell::Fetched::Found(key) => {
+            viewer::Fetched::Found(key) => {
                 return Err(key.len()).context("key object length");
             }
-            shell::Fetched::NotFound => reply::not_found(),
+            viewer::Fetched::NotFound => reply::not_found(),
         },
     )
 }

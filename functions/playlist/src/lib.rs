@@ -11,13 +11,9 @@ use gatecast_core::access::{self, PlaylistPolicy};
 use gatecast_core::layout::RequestedObject;
 use gatecast_core::reply::{self, Content, Reply};
 use gatecast_core::rewrite::{self, RewriteOptions};
+use gatecast_spin_shell::{outage, viewer};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_service;
-
-#[path = "../../segment/src/outage.rs"]
-mod outage;
-#[path = "../../segment/src/shell.rs"]
-mod shell;
 
 use outage::{Context as _, Result};
 
@@ -27,7 +23,7 @@ async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::By
 }
 
 async fn serve(request: &Request) -> Result<Reply> {
-    if let Some(early) = shell::method_reply(request) {
+    if let Some(early) = viewer::method_reply(request) {
         return Ok(early);
     }
     let object = match RequestedObject::parse(request.uri().path()) {
@@ -38,7 +34,7 @@ async fn serve(request: &Request) -> Result<Reply> {
     };
     let stream = object.stream();
     let now = outage::unix_now();
-    let signing_keys = shell::signing_keys().await?;
+    let signing_keys = outage::signing_keys().await?;
     let session_secret = outage::variable("session_secret").await?;
     let wmsauth_key = outage::variable("wmsauth_key").await?;
     let policy = PlaylistPolicy {
@@ -49,18 +45,18 @@ async fn serve(request: &Request) -> Result<Reply> {
         key_token_ttl_seconds: number("key_token_ttl_seconds").await?,
     };
     let Ok(admission) = access::admit_playlist(
-        shell::query(request),
-        shell::header(request, "cookie"),
+        viewer::query(request),
+        viewer::header(request, "cookie"),
         stream,
-        shell::client_ip(request),
+        viewer::client_ip(request),
         now,
         &policy,
     ) else {
         return Ok(reply::refused());
     };
-    let stored = match shell::fetch("media_bucket", &object.storage_path(), now).await? {
-        shell::Fetched::Found(bytes) => bytes,
-        shell::Fetched::NotFound => return Ok(reply::not_found()),
+    let stored = match viewer::fetch("media_bucket", &object.storage_path(), now).await? {
+        viewer::Fetched::Found(bytes) => bytes,
+        viewer::Fetched::NotFound => return Ok(reply::not_found()),
     };
     let stored = std::str::from_utf8(&stored).context("stored playlist is not UTF-8")?;
     let token_query =

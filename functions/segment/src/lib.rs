@@ -9,11 +9,9 @@
 use gatecast_core::access;
 use gatecast_core::layout::RequestedObject;
 use gatecast_core::reply::{self, Content, Reply};
+use gatecast_spin_shell::{outage, viewer};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_service;
-
-mod outage;
-mod shell;
 
 use outage::Result;
 
@@ -23,7 +21,7 @@ async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::By
 }
 
 async fn serve(request: &Request) -> Result<Reply> {
-    if let Some(early) = shell::method_reply(request) {
+    if let Some(early) = viewer::method_reply(request) {
         return Ok(early);
     }
     let object = match RequestedObject::parse(request.uri().path()) {
@@ -32,21 +30,21 @@ async fn serve(request: &Request) -> Result<Reply> {
     };
     let now = outage::unix_now();
     let granted = access::verify_object_request(
-        shell::query(request),
-        shell::header(request, "cookie"),
+        viewer::query(request),
+        viewer::header(request, "cookie"),
         object.stream(),
-        shell::client_ip(request),
+        viewer::client_ip(request),
         now,
-        &shell::signing_keys().await?,
+        &outage::signing_keys().await?,
         outage::variable("session_secret").await?.as_bytes(),
     );
     if granted.is_err() {
         return Ok(reply::refused());
     }
     Ok(
-        match shell::fetch("media_bucket", &object.storage_path(), now).await? {
-            shell::Fetched::Found(bytes) => reply::content(Content::Segment, bytes.into()),
-            shell::Fetched::NotFound => reply::not_found(),
+        match viewer::fetch("media_bucket", &object.storage_path(), now).await? {
+            viewer::Fetched::Found(bytes) => reply::content(Content::Segment, bytes.into()),
+            viewer::Fetched::NotFound => reply::not_found(),
         },
     )
 }

@@ -1,6 +1,5 @@
-//! Outage handling shared by every component (compiled into each with
-//! `#[path = "../../segment/src/outage.rs"] mod outage;`): the error type of the I/O glue, the
-//! clock, variables, and the final Reply → Spin response step.
+//! Outage handling shared by every component: the error type of the I/O glue, the clock,
+//! variables, and the final Reply → Spin response step.
 //!
 //! Why not `anyhow`: with `std` (which spin-sdk turns on) every anyhow error type links anyhow's
 //! backtrace-printing `Debug`, and with it `rustc-demangle` and std's backtrace printer: ~35 KB
@@ -11,6 +10,7 @@ use std::fmt::Display;
 
 use bytes::Bytes;
 use gatecast_core::reply::{self, Reply};
+use gatecast_core::viewer_token::SigningKeys;
 use spin_sdk::http::{FullBody, Response};
 
 /// Something the component depends on failed (a variable, a store, storage, the site): the
@@ -56,4 +56,10 @@ pub async fn variable(name: &str) -> Result<String> {
     spin_sdk::variables::get(name)
         .await
         .map_err(|error| Outage(format!("variable {name}: {error}")))
+}
+
+/// The viewer-token signing keys (`signing_keys`); an unparsable list is a configuration
+/// fault (503), never a refusal.
+pub async fn signing_keys() -> Result<SigningKeys> {
+    SigningKeys::parse(&variable("signing_keys").await?).context("signing_keys is invalid")
 }

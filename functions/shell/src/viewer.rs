@@ -1,15 +1,10 @@
 //! The spin-sdk I/O shared by the viewer-facing components (`playlist`, `key`, `segment`):
-//! request facts, signing keys and storage reads.
-//!
-//! Components are separate crates and the rules live in gatecast-core, so this one file of
-//! glue is compiled into each of them with `#[path = "../../segment/src/shell.rs"] mod shell;`
-//! (next to [`crate::outage`]) rather than copied. Nothing here decides anything.
+//! request facts and storage reads.
 
 use bytes::Bytes;
 use gatecast_core::access;
 use gatecast_core::reply::{self, Reply};
 use gatecast_core::storage::{FetchOutcome, StorageConfig};
-use gatecast_core::viewer_token::SigningKeys;
 use spin_sdk::http::Method;
 use spin_sdk::http::Request;
 use spin_sdk::http::body::IncomingBodyExt as _;
@@ -44,11 +39,6 @@ pub fn header<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
 /// The client address Spin saw.
 pub fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
     header(request, CLIENT_ADDR_HEADER).and_then(access::client_ip)
-}
-
-/// The viewer-token signing keys (`signing_keys`).
-pub async fn signing_keys() -> Result<SigningKeys> {
-    SigningKeys::parse(&variable("signing_keys").await?).context("signing_keys is invalid")
 }
 
 /// What a storage read produced.

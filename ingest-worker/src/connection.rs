@@ -508,7 +508,6 @@ impl Connection {
         let (name, source) = match decision {
             Decision::Allowed { name, source } => (name, source),
             Decision::Refused(reason) => {
-                let _entered = span.enter();
                 return self
                     .refuse(
                         session,
@@ -517,6 +516,7 @@ impl Connection {
                         "NetStream.Publish.BadName",
                         "publish refused",
                     )
+                    .instrument(span)
                     .await;
             }
         };
@@ -526,7 +526,6 @@ impl Connection {
             .registry
             .claim(&name, request.key.digest(), source)
         else {
-            let _entered = span.enter();
             return self
                 .refuse(
                     session,
@@ -535,6 +534,7 @@ impl Connection {
                     "NetStream.Publish.BadName",
                     "stream is already live",
                 )
+                .instrument(span)
                 .await;
         };
         let results = session.accept_request(request_id)?;

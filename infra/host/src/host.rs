@@ -16,14 +16,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 /// How often the epoch ticks; the per-request deadline is counted in these ticks.
@@ -76,32 +76,80 @@ struct LoadedComponent {
     context: Arc<ComponentContext>,
 }
 
-/// Stops the epoch ticker thread when the host is dropped.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
+/// Identifies one version of a `.wasm` file, so a rebuilt component is recompiled.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SourceVersion {
+    path: PathBuf,
+    modified: Option<std::time::SystemTime>,
+    len: u64,
 }
 
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
+/// The process-wide wasmtime engine and its compiled components.
+///
+/// Why process-wide: compiled code belongs to an engine, and compiling gatecast's components
+/// costs seconds. Sharing one engine lets every `Host` in a process (each e2e test, the dev stack
+/// reloading) reuse the compilation, and needs only one epoch ticker thread.
+struct Runtime {
+    engine: Engine,
+    compiled: Mutex<HashMap<SourceVersion, Component>>,
 }
 
-impl EpochTicker {
-    fn start(engine: Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = Arc::clone(&stop);
+static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
+
+impl Runtime {
+    fn shared() -> anyhow::Result<Arc<Self>> {
+        let mut slot = RUNTIME
+            .lock()
+            .map_err(|_| anyhow::anyhow!("wasm runtime initialisation panicked earlier"))?;
+        if let Some(runtime) = slot.as_ref() {
+            return Ok(Arc::clone(runtime));
+        }
+        let mut config = Config::new();
+        config.wasm_component_model_async(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let ticking = engine.clone();
         std::thread::Builder::new()
             .name("gatecast-host-epoch".to_owned())
             .spawn(move || {
-                while !thread_stop.load(Ordering::Relaxed) {
+                loop {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    ticking.increment_epoch();
                 }
             })
-            .map(drop)
-            .unwrap_or_else(|err| tracing::error!(%err, "cannot start epoch ticker"));
-        Self { stop }
+            .context("cannot start the epoch ticker thread")?;
+        let runtime = Arc::new(Self {
+            engine,
+            compiled: Mutex::new(HashMap::new()),
+        });
+        *slot = Some(Arc::clone(&runtime));
+        Ok(runtime)
+    }
+
+    /// Compiles `path`, or returns the compilation of the same file version done earlier.
+    fn component(&self, path: &Path) -> anyhow::Result<Component> {
+        let metadata = std::fs::metadata(path)?;
+        let version = SourceVersion {
+            path: path.canonicalize()?,
+            modified: metadata.modified().ok(),
+            len: metadata.len(),
+        };
+        if let Some(component) = self
+            .compiled
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&version).cloned())
+        {
+            return Ok(component);
+        }
+        let started = std::time::Instant::now();
+        let component = Component::from_file(&self.engine, path)?;
+        tracing::info!(path = %path.display(), elapsed = ?started.elapsed(), "compiled");
+        if let Ok(mut compiled) = self.compiled.lock() {
+            compiled.retain(|known, _| known.path != version.path);
+            compiled.insert(version, component.clone());
+        }
+        Ok(component)
     }
 }
 
@@ -112,12 +160,11 @@ pub struct Host {
 }
 
 struct HostInner {
-    engine: Engine,
+    runtime: Arc<Runtime>,
     router: Router,
     components: HashMap<String, LoadedComponent>,
     request_timeout: Duration,
     max_memory_bytes: usize,
-    _ticker: EpochTicker,
 }
 
 /// Key-value labels become file names; keep them to a safe alphabet.
@@ -157,14 +204,10 @@ impl Host {
         let router = Router::build(&manifest.http_triggers)?;
         let kv = Arc::new(KvStores::new(config.data_dir.join("kv"))?);
 
-        let mut engine_config = Config::new();
-        engine_config.wasm_component_model_async(true);
-        engine_config.epoch_interruption(true);
-        let engine = Engine::new(&engine_config)?;
-        let linker = instance::linker(&engine)?;
+        let runtime = Runtime::shared()?;
+        let linker = instance::linker(&runtime.engine)?;
 
         let mut components = HashMap::new();
-        let mut compiled: HashMap<PathBuf, Component> = HashMap::new();
         for trigger in &manifest.http_triggers {
             let id = &trigger.component;
             if components.contains_key(id) {
@@ -187,21 +230,9 @@ impl Host {
                 &decl.source,
                 config.target_dir.as_deref(),
             );
-            // Several component ids may share one `.wasm`: compile each file once.
-            let component = match compiled.get(&path) {
-                Some(component) => Component::clone(component),
-                None => {
-                    let started = std::time::Instant::now();
-                    let component = Component::from_file(&engine, &path)
-                        .map_err(anyhow::Error::from)
-                        .with_context(|| {
-                            format!("component {id:?}: cannot load {}", path.display())
-                        })?;
-                    tracing::info!(component = %id, path = %path.display(), elapsed = ?started.elapsed(), "compiled");
-                    compiled.insert(path.clone(), component.clone());
-                    component
-                }
-            };
+            let component = runtime
+                .component(&path)
+                .with_context(|| format!("component {id:?}: cannot load {}", path.display()))?;
             let pre = linker
                 .instantiate_pre(&component)
                 .map_err(anyhow::Error::from)
@@ -229,15 +260,13 @@ impl Host {
                 },
             );
         }
-        let ticker = EpochTicker::start(engine.clone());
         Ok(Self {
             inner: Arc::new(HostInner {
-                engine,
+                runtime,
                 router,
                 components,
                 request_timeout: config.request_timeout,
                 max_memory_bytes: config.max_memory_bytes,
-                _ticker: ticker,
             }),
         })
     }
@@ -260,10 +289,12 @@ impl Host {
         request: Request<Incoming>,
         client_addr: SocketAddr,
     ) -> Response<HostBody> {
-        self.handle_body(request, client_addr).await
+        let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+        self.handle_wasi(request, client_addr).await
     }
 
     /// [`Host::handle`] for any request body (embedders and tests may not have `Incoming`).
+    /// Body errors reach the guest as `error-code::internal-error`.
     pub async fn handle_body<B>(
         &self,
         request: Request<B>,
@@ -271,8 +302,22 @@ impl Host {
     ) -> Response<HostBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<wasmtime_wasi_http::Error>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let request = request.map(|body| {
+            body.map_err(|err| {
+                wasmtime_wasi_http::Error::InternalError(Some(err.into().to_string()))
+            })
+            .boxed_unsync()
+        });
+        self.handle_wasi(request, client_addr).await
+    }
+
+    async fn handle_wasi(
+        &self,
+        request: Request<WasiBody>,
+        client_addr: SocketAddr,
+    ) -> Response<HostBody> {
         let path = request.uri().path().to_owned();
         let Some(route) = self.inner.router.route(&path) else {
             return plain(StatusCode::NOT_FOUND, "Not Found");
@@ -293,16 +338,12 @@ impl Host {
         response
     }
 
-    async fn dispatch<B>(
+    async fn dispatch(
         &self,
-        request: Request<B>,
+        request: Request<WasiBody>,
         route: RouteMatch,
         client_addr: SocketAddr,
-    ) -> Response<HostBody>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<wasmtime_wasi_http::Error>,
-    {
+    ) -> Response<HostBody> {
         let Some(component) = self.inner.components.get(&route.component_id) else {
             return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         };
@@ -315,7 +356,7 @@ impl Host {
         };
 
         let mut store = Store::new(
-            &self.inner.engine,
+            &self.inner.runtime.engine,
             InstanceState::new(Arc::clone(&component.context), self.inner.max_memory_bytes),
         );
         store.limiter(|state| &mut state.limits);
@@ -353,7 +394,7 @@ impl Host {
 async fn run_guest(
     mut store: Store<InstanceState>,
     pre: ServicePre<InstanceState>,
-    request: Request<wasmtime_wasi_http::WasiBody>,
+    request: Request<WasiBody>,
     head_tx: oneshot::Sender<http::response::Parts>,
     body_tx: mpsc::Sender<Result<Frame<Bytes>, BodyError>>,
 ) -> anyhow::Result<()> {
@@ -384,15 +425,11 @@ async fn run_guest(
 }
 
 /// Adds Spin's headers (replacing any the client sent) and makes the URI absolute, as Spin does.
-fn prepare_request<B>(
-    request: Request<B>,
+fn prepare_request(
+    request: Request<WasiBody>,
     route: &RouteMatch,
     client_addr: SocketAddr,
-) -> anyhow::Result<Request<wasmtime_wasi_http::WasiBody>>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<wasmtime_wasi_http::Error>,
-{
+) -> anyhow::Result<Request<WasiBody>> {
     let (mut parts, body) = request.into_parts();
     let host = parts
         .headers
@@ -425,7 +462,6 @@ where
         .authority(host.as_str())
         .path_and_query(path_and_query.as_str())
         .build()?;
-    let body = body.map_err(Into::into).boxed_unsync();
     Ok(Request::from_parts(parts, body))
 }
 

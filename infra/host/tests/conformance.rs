@@ -11,43 +11,12 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-/// Builds the probe once per test binary, into `<target>/probe` so the nested cargo never waits
-/// on the lock of the target dir that is running this test.
-fn probe_wasm() -> PathBuf {
-    static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test exe path");
-        // <target>/debug/deps/<test-binary>
-        let target = exe
-            .ancestors()
-            .nth(3)
-            .expect("test binary lives in <target>/<profile>/deps")
-            .to_owned();
-        let probe_target = target.join("probe");
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let status = std::process::Command::new(env!("CARGO"))
-            .current_dir(&workspace)
-            .args([
-                "build",
-                "-p",
-                "gatecast-host-probe",
-                "--target",
-                "wasm32-wasip2",
-                "--profile",
-                "wasm",
-            ])
-            .env("CARGO_TARGET_DIR", &probe_target)
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building the probe component failed");
-        probe_target.join("wasm32-wasip2/wasm/gatecast_host_probe.wasm")
-    })
-    .clone()
-}
+mod support;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use support::probe_wasm;
 
 const MANIFEST: &str = r#"
 spin_manifest_version = 2

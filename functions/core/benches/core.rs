@@ -9,7 +9,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use gatecast_core::rewrite::{RewriteOptions, rewrite_playlist};
 use gatecast_core::session_token;
-use gatecast_core::viewer_token::{self, SigningKeys, ViewerClaims};
+use gatecast_core::viewer_token::{self, Scope, SigningKeys, ViewerClaims};
 use gatecast_core::wmsauth::{self, SignRequest, Subject, VerifyRequest};
 
 const NOW: u64 = 1_700_000_000;
@@ -20,6 +20,7 @@ fn tokens(c: &mut Criterion) {
     )
     .expect("bench keys");
     let claims = ViewerClaims {
+        scope: Scope::Key,
         viewer: "viewer-7".into(),
         session: "3f2b9c1e-session".into(),
         stream: "benw".into(),
@@ -33,7 +34,7 @@ fn tokens(c: &mut Criterion) {
     let mut group = c.benchmark_group("verify");
     group.throughput(Throughput::Elements(1));
     group.bench_function("viewer_token", |b| {
-        b.iter(|| viewer_token::verify(black_box(&token), &keys, NOW, "benw", client))
+        b.iter(|| viewer_token::verify(black_box(&token), &keys, NOW, Scope::Key, "benw", client))
     });
     group.bench_function("session_token", |b| {
         b.iter(|| {
@@ -84,13 +85,18 @@ fn ten_segment_playlist() -> String {
 
 fn rewrite(c: &mut Criterion) {
     let playlist = ten_segment_playlist();
-    let token = "t=v1.k2.AAAAAGVT81gIdmlld2VyLTcDYWJjBGJlbncA.tG9y8qlPGPN8zagAbxMDzKZKQcs";
+    let key_token = "t=v1.k2.AAAAAGVT81gCCHZpZXdlci03A2FiYwRiZW53AA.pnpmOXvMh3hDI2jl-3AKKzaxcrA";
+    let segment_token =
+        "t=v1.k2.AAAAAGVT81gDCHZpZXdlci03A2FiYwRiZW53AA.oOVEnqY1718OLteEcZfphuqBCtA";
     let mut group = c.benchmark_group("rewrite_10_segments");
     group.throughput(Throughput::Bytes(playlist.len() as u64));
-    for (name, sign_segments) in [("keys_only", false), ("keys_and_segments", true)] {
+    for (name, segment_query) in [
+        ("keys_only", None),
+        ("keys_and_segments", Some(segment_token)),
+    ] {
         let options = RewriteOptions {
-            token_query: token,
-            sign_segments,
+            key_query: key_token,
+            segment_query,
         };
         group.bench_function(name, |b| {
             b.iter(|| rewrite_playlist(black_box(&playlist), &options))

@@ -2,8 +2,9 @@
 //! URI, checked the same way by the `key` and `segment` components.
 //!
 //! Two credentials are accepted, tried in this order:
-//! 1. `?t=<viewer token>` ([`crate::viewer_token`]): expiring, bound to one stream, one viewer
-//!    and session, and optionally one client address.
+//! 1. `?t=<viewer token>` ([`crate::viewer_token`]): expiring, bound to one stream, one kind
+//!    of object ([`Scope`]: a key token opens keys only, a segment token segments only), one
+//!    viewer and session, and optionally one client address.
 //! 2. `?s=<seed 000 token>` plus the `sessionid` cookie ([`crate::session_token`]), only when a
 //!    session secret is configured.
 //!
@@ -11,18 +12,22 @@
 //! still refuse it: a revoked session, a blocked viewer, a pay-per-view deny-list entry, a
 //! banned stream.
 //!
-//! The playlist is where those credentials are minted: [`admit_playlist`] accepts a viewer
-//! token, a WMSAuth signature or a seed 000 session, and [`key_token_query`] turns the
-//! admission into the short-lived query written into every key URI of that one response.
+//! The playlist is where those credentials are minted: [`admit_playlist`] accepts a
+//! playlist-scope viewer token, a WMSAuth signature or a seed 000 session, and
+//! [`object_token_queries`] turns the admission into the short-lived queries written into the
+//! key (and segment) URIs of that one response. A playlist-scope token is never accepted for a
+//! key or segment, so a leaked playlist URL opens nothing but the playlist, which only hands
+//! out credentials that die within `key_token_ttl_seconds`.
 
 use std::net::{IpAddr, SocketAddr};
 
 use crate::form;
-use crate::layout::StreamName;
+use crate::layout::{RequestedObject, StreamName};
 use crate::ppv;
 use crate::registry;
+use crate::rewrite::RewriteOptions;
 use crate::session_token;
-use crate::viewer_token::{self, SigningKeys, TokenError, ViewerClaims};
+use crate::viewer_token::{self, Scope, SigningKeys, TokenError, ViewerClaims};
 use crate::wmsauth::{self, WmsAuthError};
 
 /// Cookie that carries the site's session in seed 000 (Django's default name).
@@ -77,21 +82,40 @@ impl Grant {
     }
 }
 
-/// Checks the credential of a key or segment request.
+/// The token scope that opens `object`. Taken from the requested path, never from the caller,
+/// so a component cannot check a key request against the wrong scope.
+pub fn required_scope(object: &RequestedObject) -> Scope {
+    match object {
+        RequestedObject::LivePlaylist(_) | RequestedObject::VodPlaylist(_) => Scope::Playlist,
+        RequestedObject::Segment(..) => Scope::Segment,
+        RequestedObject::Key(..) => Scope::Key,
+    }
+}
+
+/// Checks the credential of a key or segment request for `object`: a viewer token must have
+/// the object's [`required_scope`] and stream.
 ///
 /// `query` is the raw query string, `cookie_header` the `Cookie` header, `client_ip` the
 /// address the edge saw, `session_secret` empty when seed 000 is off.
 pub fn verify_object_request(
     query: &str,
     cookie_header: Option<&str>,
-    stream: &StreamName,
+    object: &RequestedObject,
     client_ip: Option<IpAddr>,
     now: u64,
     signing_keys: &SigningKeys,
     session_secret: &[u8],
 ) -> Result<Grant, AccessError> {
+    let stream = object.stream();
     if let Some(token) = form::field(query, viewer_token::QUERY_PARAM) {
-        let claims = viewer_token::verify(&token, signing_keys, now, stream.as_str(), client_ip)?;
+        let claims = viewer_token::verify(
+            &token,
+            signing_keys,
+            now,
+            required_scope(object),
+            stream.as_str(),
+            client_ip,
+        )?;
         return Ok(Grant::Viewer(claims));
     }
     let cookie = cookie_header.and_then(|header| form::cookie(header, SESSION_COOKIE));
@@ -113,7 +137,7 @@ pub fn verify_object_request(
 /// How the playlist component admits viewers and mints key credentials (from spin variables).
 #[derive(Debug, Clone, Copy)]
 pub struct PlaylistPolicy<'a> {
-    /// Viewer-token keys: verify `?t=` and sign the key tokens.
+    /// Viewer-token keys: verify `?t=` and sign the key and segment tokens.
     pub signing_keys: &'a SigningKeys,
     /// Seed 000 secret; empty turns the scheme off.
     pub session_secret: &'a [u8],
@@ -121,8 +145,10 @@ pub struct PlaylistPolicy<'a> {
     pub wmsauth_key: &'a str,
     /// Allowed clock skew for WMSAuth `server_time`.
     pub wmsauth_tolerance_seconds: u64,
-    /// Lifetime of each key token, a little over one key period.
+    /// Lifetime of each key (and segment) token, a little over one key period.
     pub key_token_ttl_seconds: u64,
+    /// Also mint segment credentials (deployments whose `live/` is private).
+    pub sign_segments: bool,
 }
 
 /// A viewer admitted to a playlist.
@@ -145,8 +171,9 @@ pub enum Admission {
     },
 }
 
-/// Admits a viewer to the playlist of `stream`, trying `?t=`, then `?wmsAuthSign=` (when a
-/// WMSAuth key is set), then the `sessionid` cookie (when a session secret is set).
+/// Admits a viewer to the playlist of `stream`, trying `?t=` (a [`Scope::Playlist`] token),
+/// then `?wmsAuthSign=` (when a WMSAuth key is set), then the `sessionid` cookie (when a session
+/// secret is set).
 pub fn admit_playlist(
     query: &str,
     cookie_header: Option<&str>,
@@ -156,8 +183,14 @@ pub fn admit_playlist(
     policy: &PlaylistPolicy<'_>,
 ) -> Result<Admission, AccessError> {
     if let Some(token) = form::field(query, viewer_token::QUERY_PARAM) {
-        let claims =
-            viewer_token::verify(&token, policy.signing_keys, now, stream.as_str(), client_ip)?;
+        let claims = viewer_token::verify(
+            &token,
+            policy.signing_keys,
+            now,
+            Scope::Playlist,
+            stream.as_str(),
+            client_ip,
+        )?;
         return Ok(Admission::Viewer {
             viewer: claims.viewer,
             session: claims.session,
@@ -197,10 +230,49 @@ pub fn admit_playlist(
     }
 }
 
-/// The query (`t=…` or `s=…`, percent-encoded, no `?`) to append to the key URIs of one
-/// playlist response for this admission.
-pub fn key_token_query(
+/// The credentials one playlist response writes into its URIs: queries (`t=…` or `s=…`,
+/// percent-encoded, no `?`) for key URIs and, when segments are signed, segment URIs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectQueries {
+    /// Appended to every key URI.
+    pub key: String,
+    /// Appended to every segment URI; `None` when segments are not signed.
+    pub segment: Option<String>,
+}
+
+impl ObjectQueries {
+    /// The playlist rewrite that writes these queries.
+    pub fn rewrite_options(&self) -> RewriteOptions<'_> {
+        RewriteOptions {
+            key_query: &self.key,
+            segment_query: self.segment.as_deref(),
+        }
+    }
+}
+
+/// Mints the key (and, with [`PlaylistPolicy::sign_segments`], segment) credentials of one
+/// playlist response for this admission. Viewer tokens get [`Scope::Key`] and
+/// [`Scope::Segment`] respectively and live `key_token_ttl_seconds`; a seed 000 session gets
+/// its `s=` token for both, as the nginx recipe does (that token has no scope or expiry).
+pub fn object_token_queries(
     admission: &Admission,
+    stream: &StreamName,
+    now: u64,
+    policy: &PlaylistPolicy<'_>,
+) -> Result<ObjectQueries, AccessError> {
+    let mint = |scope| object_token_query(admission, scope, stream, now, policy);
+    Ok(ObjectQueries {
+        key: mint(Scope::Key)?,
+        segment: policy
+            .sign_segments
+            .then(|| mint(Scope::Segment))
+            .transpose()?,
+    })
+}
+
+fn object_token_query(
+    admission: &Admission,
+    scope: Scope,
     stream: &StreamName,
     now: u64,
     policy: &PlaylistPolicy<'_>,
@@ -212,6 +284,7 @@ pub fn key_token_query(
             ip,
         } => {
             let claims = ViewerClaims {
+                scope,
                 viewer: viewer.clone(),
                 session: session.clone(),
                 stream: stream.to_string(),
@@ -254,13 +327,19 @@ mod tests {
         StreamName::parse("benw").expect("valid name")
     }
 
+    /// Key 7 of `benw`, the object most tests request.
+    fn benw_key() -> RequestedObject {
+        RequestedObject::Key(benw(), 7)
+    }
+
     fn keys() -> SigningKeys {
         // base64 of "0123456789abcdefghijklmn" (python3 base64.b64encode).
         SigningKeys::parse("k1:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u").expect("valid keys")
     }
 
-    fn token(viewer: &str, session: &str, ip: Option<IpAddr>) -> String {
+    fn token(scope: Scope, viewer: &str, session: &str, ip: Option<IpAddr>) -> String {
         let claims = ViewerClaims {
+            scope,
             viewer: viewer.into(),
             session: session.into(),
             stream: "benw".into(),
@@ -273,8 +352,11 @@ mod tests {
 
     #[test]
     fn viewer_tokens_grant_and_name_their_sanctions() {
-        let query = format!("t={}", form::encode(&token("ID_1", "s-42", None)));
-        let grant = verify_object_request(&query, None, &benw(), None, NOW, &keys(), b"")
+        let query = format!(
+            "t={}",
+            form::encode(&token(Scope::Key, "ID_1", "s-42", None))
+        );
+        let grant = verify_object_request(&query, None, &benw_key(), None, NOW, &keys(), b"")
             .expect("valid token");
         assert_eq!(
             grant.sanction_keys(&benw()),
@@ -286,10 +368,10 @@ mod tests {
             ]
         );
         assert!(matches!(
-            verify_object_request(&query, None, &benw(), None, NOW + 60, &keys(), b""),
+            verify_object_request(&query, None, &benw_key(), None, NOW + 60, &keys(), b""),
             Err(AccessError::Token(TokenError::Expired))
         ));
-        let other = StreamName::parse("other").expect("valid name");
+        let other = RequestedObject::Key(StreamName::parse("other").expect("valid name"), 7);
         assert!(matches!(
             verify_object_request(&query, None, &other, None, NOW, &keys(), b""),
             Err(AccessError::Token(TokenError::WrongStream))
@@ -299,8 +381,11 @@ mod tests {
     #[test]
     fn ip_bound_tokens_need_the_same_client() {
         let bound = IpAddr::from([203, 0, 113, 5]);
-        let query = format!("t={}", form::encode(&token("v", "s", Some(bound))));
-        let check = |ip| verify_object_request(&query, None, &benw(), ip, NOW, &keys(), b"");
+        let query = format!(
+            "t={}",
+            form::encode(&token(Scope::Key, "v", "s", Some(bound)))
+        );
+        let check = |ip| verify_object_request(&query, None, &benw_key(), ip, NOW, &keys(), b"");
         assert!(check(Some(bound)).is_ok());
         assert!(check(client_ip("[::ffff:203.0.113.5]:4321")).is_ok());
         assert!(check(Some(IpAddr::from([203, 0, 113, 6]))).is_err());
@@ -313,8 +398,15 @@ mod tests {
     fn seed_000_sessions_need_cookie_signature_and_secret() {
         let query = "s=rMmR8hX3guMv3deDqoLkC9nm1Y8%3D";
         let cookie = Some("csrftoken=x; sessionid=abc");
-        let grant =
-            verify_object_request(query, cookie, &benw(), None, NOW, &keys(), b"SECRET_KEY");
+        let grant = verify_object_request(
+            query,
+            cookie,
+            &benw_key(),
+            None,
+            NOW,
+            &keys(),
+            b"SECRET_KEY",
+        );
         assert_eq!(
             grant,
             Ok(Grant::Session {
@@ -330,7 +422,7 @@ mod tests {
             verify_object_request(
                 query,
                 other_cookie,
-                &benw(),
+                &benw_key(),
                 None,
                 NOW,
                 &keys(),
@@ -340,15 +432,15 @@ mod tests {
         );
         // Scheme off, or no cookie: no credential at all.
         assert_eq!(
-            verify_object_request(query, cookie, &benw(), None, NOW, &keys(), b""),
+            verify_object_request(query, cookie, &benw_key(), None, NOW, &keys(), b""),
             Err(AccessError::NoCredential)
         );
         assert_eq!(
-            verify_object_request(query, None, &benw(), None, NOW, &keys(), b"SECRET_KEY"),
+            verify_object_request(query, None, &benw_key(), None, NOW, &keys(), b"SECRET_KEY"),
             Err(AccessError::NoCredential)
         );
         assert_eq!(
-            verify_object_request("", cookie, &benw(), None, NOW, &keys(), b"SECRET_KEY"),
+            verify_object_request("", cookie, &benw_key(), None, NOW, &keys(), b"SECRET_KEY"),
             Err(AccessError::NoCredential)
         );
     }
@@ -364,6 +456,7 @@ mod tests {
             wmsauth_key: wms,
             wmsauth_tolerance_seconds: 30,
             key_token_ttl_seconds: 90,
+            sign_segments: false,
         }
     }
 
@@ -372,7 +465,10 @@ mod tests {
         let keys = keys();
         let policy = policy(&keys, b"", "");
         let bound = IpAddr::from([203, 0, 113, 5]);
-        let query = format!("t={}", form::encode(&token("ID_1", "s-42", Some(bound))));
+        let query = format!(
+            "t={}",
+            form::encode(&token(Scope::Playlist, "ID_1", "s-42", Some(bound)))
+        );
         let admission =
             admit_playlist(&query, None, &benw(), Some(bound), NOW, &policy).expect("admitted");
         assert_eq!(
@@ -383,12 +479,14 @@ mod tests {
                 ip: Some(bound)
             }
         );
-        let key_query = key_token_query(&admission, &benw(), NOW + 30, &policy).expect("minted");
+        let queries = object_token_queries(&admission, &benw(), NOW + 30, &policy).expect("minted");
+        assert_eq!(queries.segment, None, "segments are not signed");
+        let key_query = queries.key;
         assert!(key_query.starts_with("t=v1.k1."), "{key_query}");
         let grant = verify_object_request(
             &key_query,
             None,
-            &benw(),
+            &benw_key(),
             Some(bound),
             NOW + 119,
             &keys,
@@ -406,7 +504,7 @@ mod tests {
             verify_object_request(
                 &key_query,
                 None,
-                &benw(),
+                &benw_key(),
                 Some(bound),
                 NOW + 120,
                 &keys,
@@ -415,11 +513,86 @@ mod tests {
             .is_err()
         );
         // The IP binding carries over to the key token.
-        assert!(verify_object_request(&key_query, None, &benw(), None, NOW, &keys, b"").is_err());
+        assert!(
+            verify_object_request(&key_query, None, &benw_key(), None, NOW, &keys, b"").is_err()
+        );
         // No credential at all.
         assert_eq!(
             admit_playlist("", None, &benw(), None, NOW, &policy),
             Err(AccessError::NoCredential)
+        );
+    }
+
+    /// A leaked playlist URL must not open keys or segments for its (hours-long) lifetime, and
+    /// each minted credential opens only its own kind of object.
+    #[test]
+    fn tokens_are_refused_outside_their_scope() {
+        let keys = keys();
+        let segment = RequestedObject::Segment(benw(), 41);
+        let check = |scope, object: &RequestedObject| {
+            let query = format!("t={}", form::encode(&token(scope, "v", "s", None)));
+            verify_object_request(&query, None, object, None, NOW, &keys, b"")
+        };
+        let wrong_scope = Err(AccessError::Token(TokenError::WrongScope));
+        assert_eq!(check(Scope::Playlist, &benw_key()), wrong_scope);
+        assert_eq!(check(Scope::Playlist, &segment), wrong_scope);
+        assert_eq!(check(Scope::Segment, &benw_key()), wrong_scope);
+        assert_eq!(check(Scope::Key, &segment), wrong_scope);
+        assert!(check(Scope::Key, &benw_key()).is_ok());
+        assert!(check(Scope::Segment, &segment).is_ok());
+
+        let policy = PlaylistPolicy {
+            sign_segments: true,
+            ..policy(&keys, b"", "")
+        };
+        for scope in [Scope::Key, Scope::Segment] {
+            let query = format!("t={}", form::encode(&token(scope, "v", "s", None)));
+            assert_eq!(
+                admit_playlist(&query, None, &benw(), None, NOW, &policy).err(),
+                wrong_scope.clone().err(),
+                "{scope:?} token on a playlist"
+            );
+        }
+
+        // What a playlist mints: the key query opens keys only, the segment query segments only.
+        let admission = Admission::Viewer {
+            viewer: "v".into(),
+            session: "s".into(),
+            ip: None,
+        };
+        let queries = object_token_queries(&admission, &benw(), NOW, &policy).expect("minted");
+        let segment_query = queries.segment.clone().expect("segments signed");
+        let open = |query: &str, object: &RequestedObject| {
+            verify_object_request(query, None, object, None, NOW, &keys, b"")
+        };
+        assert!(open(&queries.key, &benw_key()).is_ok());
+        assert_eq!(open(&queries.key, &segment), wrong_scope);
+        assert!(open(&segment_query, &segment).is_ok());
+        assert_eq!(open(&segment_query, &benw_key()), wrong_scope);
+        assert_eq!(
+            admit_playlist(&queries.key, None, &benw(), None, NOW, &policy).err(),
+            wrong_scope.clone().err(),
+            "a key token cannot be turned back into playlist access"
+        );
+        let options = queries.rewrite_options();
+        assert_eq!(options.key_query, queries.key);
+        assert_eq!(options.segment_query, Some(segment_query.as_str()));
+    }
+
+    #[test]
+    fn required_scopes_follow_the_object() {
+        assert_eq!(required_scope(&benw_key()), Scope::Key);
+        assert_eq!(
+            required_scope(&RequestedObject::Segment(benw(), 1)),
+            Scope::Segment
+        );
+        assert_eq!(
+            required_scope(&RequestedObject::LivePlaylist(benw())),
+            Scope::Playlist
+        );
+        assert_eq!(
+            required_scope(&RequestedObject::VodPlaylist(benw())),
+            Scope::Playlist
         );
     }
 
@@ -479,9 +652,17 @@ mod tests {
             }
         );
         // openssl: printf 'abc benw' | openssl dgst -sha1 -hmac SECRET_KEY -binary | base64
+        let seed_000_token = "s=rMmR8hX3guMv3deDqoLkC9nm1Y8%3D";
+        let signing_segments = PlaylistPolicy {
+            sign_segments: true,
+            ..policy
+        };
         assert_eq!(
-            key_token_query(&admission, &benw(), NOW, &policy).as_deref(),
-            Ok("s=rMmR8hX3guMv3deDqoLkC9nm1Y8%3D")
+            object_token_queries(&admission, &benw(), NOW, &signing_segments),
+            Ok(ObjectQueries {
+                key: seed_000_token.into(),
+                segment: Some(seed_000_token.into())
+            })
         );
         let no_secret = PlaylistPolicy {
             session_secret: b"",

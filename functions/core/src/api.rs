@@ -27,7 +27,7 @@ use subtle::ConstantTimeEq as _;
 use crate::form;
 use crate::layout::{LIVE_PREFIX, StreamName, live_playlist_path};
 use crate::registry::{self, RegistryError};
-use crate::viewer_token::{self, SigningKeys, TokenError, ViewerClaims};
+use crate::viewer_token::{self, Scope, SigningKeys, TokenError, ViewerClaims};
 use crate::wmsauth;
 
 /// Playlist URL lifetime when `/api/sign` gets no `ttl`. The player refetches the playlist with
@@ -279,6 +279,7 @@ pub fn sign(
         SignScheme::Gatecast => {
             let expires = now.saturating_add(ttl);
             let claims = ViewerClaims {
+                scope: Scope::Playlist,
                 viewer: request.viewer.clone(),
                 session: request.session.clone(),
                 stream: stream.to_string(),
@@ -489,15 +490,23 @@ mod tests {
             .strip_prefix("/live/benw/index.m3u8?")
             .expect("playlist path");
         let token = form::field(query, viewer_token::QUERY_PARAM).expect("token in query");
-        let claims = viewer_token::verify(&token, &keys, 1_599, "benw", None).expect("valid");
+        let claims = viewer_token::verify(&token, &keys, 1_599, Scope::Playlist, "benw", None)
+            .expect("valid");
         assert_eq!(
             (claims.viewer.as_str(), claims.session.as_str()),
             ("ID_1", "s-42")
         );
         assert_eq!(
-            viewer_token::verify(&token, &keys, 1_600, "benw", None),
+            viewer_token::verify(&token, &keys, 1_600, Scope::Playlist, "benw", None),
             Err(TokenError::Expired)
         );
+        // A signed playlist URL's token opens the playlist only, never a key or a segment.
+        for scope in [Scope::Key, Scope::Segment] {
+            assert_eq!(
+                viewer_token::verify(&token, &keys, 1_599, scope, "benw", None),
+                Err(TokenError::WrongScope)
+            );
+        }
 
         let unbounded = SignRequest {
             ttl: Some(u64::MAX),

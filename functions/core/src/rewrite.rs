@@ -6,11 +6,12 @@
 //! was (line endings, comments, unknown tags, attribute order), because players differ in what
 //! they tolerate and a rewrite must never be the reason a stream stops playing.
 //!
-//! What gets the token:
-//! - always: the `URI` attribute of `#EXT-X-KEY` and `#EXT-X-SESSION-KEY` (the key function
-//!   checks it);
-//! - with [`RewriteOptions::sign_segments`]: every URI line, and the `URI` attribute of
-//!   `#EXT-X-MAP`, `#EXT-X-PART` and `#EXT-X-PRELOAD-HINT` (LL-HLS).
+//! What gets which query (key and segment credentials differ: a viewer token opens one kind of
+//! object, see [`crate::viewer_token::Scope`]):
+//! - always, [`RewriteOptions::key_query`]: the `URI` attribute of `#EXT-X-KEY` and
+//!   `#EXT-X-SESSION-KEY` (the key function checks it);
+//! - when [`RewriteOptions::segment_query`] is set, that query: every URI line, and the `URI`
+//!   attribute of `#EXT-X-MAP`, `#EXT-X-PART` and `#EXT-X-PRELOAD-HINT` (LL-HLS).
 //!
 //! Left alone: `data:` URIs (a query would corrupt them), empty URIs, tags without `URI`
 //! (`METHOD=NONE`), and every other tag (e.g. `#EXT-X-RENDITION-REPORT`, whose URI is another
@@ -21,7 +22,7 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RewriteError {
-    /// The token query is empty, starts with `?`/`&`, or holds a byte that would break a
+    /// A token query is empty, starts with `?`/`&`, or holds a byte that would break a
     /// quoted attribute or a URI line (`"`, `#`, whitespace, control characters).
     #[error("token query cannot be placed in a playlist URI")]
     InvalidTokenQuery,
@@ -35,15 +36,16 @@ pub enum RewriteError {
     },
 }
 
-/// What to append and where.
+/// What to append and where. Each query is one or more `name=value` pairs joined by `&`,
+/// already percent-encoded, without `?`, e.g. `t=v1.k2.AAAA.BBBB` or
+/// [`crate::session_token::query_pair`]'s output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RewriteOptions<'a> {
-    /// One or more `name=value` pairs joined by `&`, already percent-encoded, without `?`,
-    /// e.g. `t=v1.k2.AAAA.BBBB` or [`crate::session_token::query_pair`]'s output.
-    pub token_query: &'a str,
-    /// Also sign segment, init-section, part and preload-hint URIs (for CDNs that check a
-    /// token on segments); keys are always signed.
-    pub sign_segments: bool,
+    /// Appended to key URIs, which are always signed.
+    pub key_query: &'a str,
+    /// Appended to segment, init-section, part and preload-hint URIs when set (for
+    /// deployments that check a credential on segments); `None` leaves them alone.
+    pub segment_query: Option<&'a str>,
 }
 
 /// Tags whose `URI` attribute always gets the token.
@@ -56,8 +58,15 @@ pub fn rewrite_playlist(
     playlist: &str,
     options: &RewriteOptions<'_>,
 ) -> Result<String, RewriteError> {
-    validate_token_query(options.token_query)?;
-    let mut out = String::with_capacity(playlist.len() + 32 * (options.token_query.len() + 1));
+    validate_token_query(options.key_query)?;
+    if let Some(segment_query) = options.segment_query {
+        validate_token_query(segment_query)?;
+    }
+    let longest_query = options
+        .key_query
+        .len()
+        .max(options.segment_query.map_or(0, str::len));
+    let mut out = String::with_capacity(playlist.len() + 32 * (longest_query + 1));
     for (index, chunk) in playlist.split_inclusive('\n').enumerate() {
         let body_len = chunk.len() - line_ending_len(chunk);
         let (body, ending) = chunk.split_at(body_len);
@@ -104,26 +113,33 @@ fn rewrite_line(
     out: &mut String,
 ) -> Result<(), RewriteError> {
     if body.starts_with('#') {
-        let signs_tag = KEY_TAGS.iter().any(|tag| body.starts_with(tag))
-            || (options.sign_segments && SEGMENT_TAGS.iter().any(|tag| body.starts_with(tag)));
-        let uri = if signs_tag {
-            // Invariant: every tag in both lists contains ':'.
-            let attributes_start = body.find(':').map_or(body.len(), |colon| colon + 1);
-            uri_range(&body[attributes_start..])
-                .map_err(|reason| RewriteError::MalformedAttributes { line, reason })?
-                .map(|(start, end)| (attributes_start + start, attributes_start + end))
+        let query = if KEY_TAGS.iter().any(|tag| body.starts_with(tag)) {
+            Some(options.key_query)
         } else {
-            None
+            options
+                .segment_query
+                .filter(|_| SEGMENT_TAGS.iter().any(|tag| body.starts_with(tag)))
         };
-        push_rewritten(out, body, uri, options.token_query);
+        let Some(query) = query else {
+            out.push_str(body);
+            return Ok(());
+        };
+        // Invariant: every tag in both lists contains ':'.
+        let attributes_start = body.find(':').map_or(body.len(), |colon| colon + 1);
+        let uri = uri_range(&body[attributes_start..])
+            .map_err(|reason| RewriteError::MalformedAttributes { line, reason })?
+            .map(|(start, end)| (attributes_start + start, attributes_start + end));
+        push_rewritten(out, body, uri, query);
         return Ok(());
     }
     let trimmed = body.trim();
-    let uri = (options.sign_segments && !trimmed.is_empty()).then(|| {
-        let start = body.len() - body.trim_start().len();
-        (start, start + trimmed.len())
-    });
-    push_rewritten(out, body, uri, options.token_query);
+    match options.segment_query {
+        Some(query) if !trimmed.is_empty() => {
+            let start = body.len() - body.trim_start().len();
+            push_rewritten(out, body, Some((start, start + trimmed.len())), query);
+        }
+        _ => out.push_str(body),
+    }
     Ok(())
 }
 
@@ -226,19 +242,20 @@ fn validate_token_query(query: &str) -> Result<(), RewriteError> {
 mod tests {
     use super::*;
 
-    const TOKEN: &str = "t=v1.k2.AAAA.BBBB";
+    const KEY_TOKEN: &str = "t=v1.k2.AAAA.BBBB";
+    const SEGMENT_TOKEN: &str = "t=v1.k2.SSSS.BBBB";
 
     fn keys_only() -> RewriteOptions<'static> {
         RewriteOptions {
-            token_query: TOKEN,
-            sign_segments: false,
+            key_query: KEY_TOKEN,
+            segment_query: None,
         }
     }
 
     fn everything() -> RewriteOptions<'static> {
         RewriteOptions {
-            token_query: TOKEN,
-            sign_segments: true,
+            key_query: KEY_TOKEN,
+            segment_query: Some(SEGMENT_TOKEN),
         }
     }
 
@@ -286,12 +303,12 @@ mod tests {
 #EXT-X-TARGETDURATION:6\r\n\
 #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7614.key?t=v1.k2.AAAA.BBBB\",IV=0x00000000000000000000000000001dbe\r\n\
 #EXTINF:5.950,\r\n\
-1477168823630.ts?t=v1.k2.AAAA.BBBB\r\n\
+1477168823630.ts?t=v1.k2.SSSS.BBBB\r\n\
 #EXTINF:5.950,\r\n\
-1477168829573.ts?t=v1.k2.AAAA.BBBB\r\n\
+1477168829573.ts?t=v1.k2.SSSS.BBBB\r\n\
 #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7616.key?t=v1.k2.AAAA.BBBB\",IV=0x00000000000000000000000000001dc0\r\n\
 #EXTINF:5.234,\r\n\
-1477168841472.ts?t=v1.k2.AAAA.BBBB\r\n";
+1477168841472.ts?t=v1.k2.SSSS.BBBB\r\n";
         assert_eq!(out, expected);
     }
 
@@ -323,17 +340,17 @@ https://cdn.example/seg/273.mp4?sig=abc#t=1";
 #EXT-X-PART-INF:PART-TARGET=0.33334\n\
 #EXT-X-MEDIA-SEQUENCE:266\n\
 #EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"https://k.example/keys/a,b.key?x=1&t=v1.k2.AAAA.BBBB#frag\",KEYFORMAT=\"identity\"\n\
-#EXT-X-MAP:URI=\"init.mp4?t=v1.k2.AAAA.BBBB\"\n\
+#EXT-X-MAP:URI=\"init.mp4?t=v1.k2.SSSS.BBBB\"\n\
 #EXTINF:4.00008,\n\
-fileSequence266.mp4?t=v1.k2.AAAA.BBBB\n\
-#EXT-X-PART:DURATION=0.33334,URI=\"filePart271.0.mp4?t=v1.k2.AAAA.BBBB\"\n\
-#EXT-X-PART:DURATION=0.33334,URI=\"filePart271.1.mp4?t=v1.k2.AAAA.BBBB\",INDEPENDENT=YES\n\
-#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"filePart273.4.mp4?t=v1.k2.AAAA.BBBB\"\n\
+fileSequence266.mp4?t=v1.k2.SSSS.BBBB\n\
+#EXT-X-PART:DURATION=0.33334,URI=\"filePart271.0.mp4?t=v1.k2.SSSS.BBBB\"\n\
+#EXT-X-PART:DURATION=0.33334,URI=\"filePart271.1.mp4?t=v1.k2.SSSS.BBBB\",INDEPENDENT=YES\n\
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"filePart273.4.mp4?t=v1.k2.SSSS.BBBB\"\n\
 \n\
 #EXT-X-RENDITION-REPORT:URI=\"../1M/waitForMSN.php\",LAST-MSN=273,LAST-PART=2\n\
 #EXT-X-UNKNOWN-THING:URI=\"keep.me\"\n\
 # a comment\n\
-https://cdn.example/seg/273.mp4?sig=abc&t=v1.k2.AAAA.BBBB#t=1";
+https://cdn.example/seg/273.mp4?sig=abc&t=v1.k2.SSSS.BBBB#t=1";
         assert_eq!(
             rewrite_playlist(input, &everything()).as_deref(),
             Ok(expected)
@@ -369,10 +386,10 @@ https://cdn.example/seg/273.mp4?sig=abc&t=v1.k2.AAAA.BBBB#t=1";
 #EXT-X-KEY:METHOD=AES-128, URI=\"k2.key?a=1&t=1\" , IV=0x01\n\
 #EXT-X-KEY:METHOD=AES-128,URI=\"DATA:text/plain;base64,AAAA\"\n\
 #EXT-X-KEY:METHOD=AES-128,URI=\"\"\n\
-  seg.ts?t=1  \r\n";
+  seg.ts?s=2  \r\n";
         let options = RewriteOptions {
-            token_query: "t=1",
-            sign_segments: true,
+            key_query: "t=1",
+            segment_query: Some("s=2"),
         };
         assert_eq!(rewrite_playlist(input, &options).as_deref(), Ok(expected));
     }
@@ -414,15 +431,22 @@ https://cdn.example/seg/273.mp4?sig=abc&t=v1.k2.AAAA.BBBB#t=1";
     #[test]
     fn token_queries_are_validated() {
         for bad in ["", "?t=1", "&t=1", "t=\"1", "t=1#x", "t=1 2", "t=1\n"] {
-            let options = RewriteOptions {
-                token_query: bad,
-                sign_segments: false,
-            };
-            assert_eq!(
-                rewrite_playlist("#EXTM3U\n", &options),
-                Err(RewriteError::InvalidTokenQuery),
-                "{bad:?}"
-            );
+            for options in [
+                RewriteOptions {
+                    key_query: bad,
+                    segment_query: None,
+                },
+                RewriteOptions {
+                    key_query: "t=1",
+                    segment_query: Some(bad),
+                },
+            ] {
+                assert_eq!(
+                    rewrite_playlist("#EXTM3U\n", &options),
+                    Err(RewriteError::InvalidTokenQuery),
+                    "{bad:?}"
+                );
+            }
         }
     }
 

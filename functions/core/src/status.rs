@@ -52,7 +52,7 @@ impl From<TokenError> for Refusal {
         match error {
             TokenError::InvalidClaim(_) => Self::BadRequest,
             TokenError::InvalidSigningKeys(_) => Self::Internal,
-            // Malformed, UnknownKid, BadSignature, Expired, WrongStream, WrongIp and any
+            // Malformed, UnknownKid, BadSignature, Expired, WrongStream, WrongScope, WrongIp and any
             // verification failure added later.
             _ => Self::Forbidden,
         }
@@ -105,6 +105,7 @@ mod tests {
             TokenError::BadSignature,
             TokenError::Expired,
             TokenError::WrongStream,
+            TokenError::WrongScope,
             TokenError::WrongIp,
         ] {
             assert_eq!(Refusal::from(error).status(), 403);

@@ -1,20 +1,31 @@
-//! gatecast's own viewer token: what the playlist function writes into every key URI and the
-//! key function checks before it hands out 16 key bytes.
+//! gatecast's own viewer token: what `/api/sign` puts on playlist URLs, and what the playlist
+//! function writes into every key (and, when segments are signed, segment) URI for the key and
+//! segment functions to check.
 //!
 //! Unlike seed 000's token it expires, names the viewer (for pay-per-view and the audit of who
 //! fetched which key), may pin the client IP, and names the signing secret by a key id (`kid`)
 //! so secrets rotate without cutting off viewers mid-stream.
 //!
+//! Every token also carries a [`Scope`]: the one kind of object it opens. A playlist URL lives
+//! for hours (a whole viewing session) and ends up in browser histories, referrer logs and
+//! shared links; the key tokens minted from it live about one key period. Without a scope a
+//! leaked playlist URL's token would open keys directly for its whole lifetime, bypassing the
+//! playlist function's fresh short-lived key tokens; with it, each function accepts only its
+//! own scope.
+//!
 //! # Wire format (version 1)
 //!
 //! ```text
 //! v1.<kid>.<payload>.<mac>
-//! payload = base64url_nopad( expires_at: u64 BE
+//! payload = base64url_nopad( expires_at: u64 BE || scope: u8
 //!                            || lp(viewer) || lp(session) || lp(stream) || ip )
+//! scope   = 0x01 playlist | 0x02 key | 0x03 segment (any other value is malformed)
 //! lp(s)   = one length byte (0..=255) followed by the UTF-8 bytes of s
 //! ip      = 0x00 (not bound) | 0x04 + 4 bytes | 0x06 + 16 bytes, nothing after it
 //! mac     = base64url_nopad( HMAC-SHA1( secret[kid], "v1.<kid>.<payload>" ) )
 //! ```
+//!
+//! The scope byte was added before v1 was first deployed, so it did not bump the version.
 //!
 //! Why this shape: every field is length-prefixed so no two claim sets share a payload; the MAC
 //! covers the exact ASCII text before it (version and kid included), so the verifier checks it
@@ -70,6 +81,9 @@ pub enum TokenError {
     /// The token was issued for another stream.
     #[error("viewer token is for another stream")]
     WrongStream,
+    /// The token opens another kind of object (e.g. a playlist token presented for a key).
+    #[error("viewer token is for another kind of object")]
+    WrongScope,
     /// The token is pinned to an IP address other than the client's.
     #[error("viewer token is bound to another client address")]
     WrongIp,
@@ -81,9 +95,43 @@ pub enum TokenError {
     InvalidSigningKeys(&'static str),
 }
 
+/// The one kind of object a token opens; see the module docs for why tokens are scoped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Scope {
+    /// The stream's playlists (`index.m3u8`, `vod.m3u8`): issued by `/api/sign`, long-lived.
+    Playlist,
+    /// The stream's AES keys: minted per playlist response, living about one key period.
+    Key,
+    /// The stream's segments: minted per playlist response when segments are signed.
+    Segment,
+}
+
+impl Scope {
+    /// The payload byte; 0 is left unused so an all-zero payload never carries a scope.
+    fn to_byte(self) -> u8 {
+        match self {
+            Self::Playlist => 1,
+            Self::Key => 2,
+            Self::Segment => 3,
+        }
+    }
+
+    fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            1 => Some(Self::Playlist),
+            2 => Some(Self::Key),
+            3 => Some(Self::Segment),
+            _ => None,
+        }
+    }
+}
+
 /// What a viewer token asserts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewerClaims {
+    /// The kind of object the token opens.
+    pub scope: Scope,
     /// The site's viewer id: charged for pay-per-view and named in the key audit.
     pub viewer: String,
     /// The site's session id, so logging out (or a revocation list) ends the token early.
@@ -214,9 +262,10 @@ pub fn issue(claims: &ViewerClaims, secret: &[u8]) -> Result<String, TokenError>
         return Err(TokenError::InvalidClaim("kid"));
     }
     let mut payload = Vec::with_capacity(
-        8 + 3 + claims.viewer.len() + claims.session.len() + claims.stream.len() + 17,
+        8 + 1 + 3 + claims.viewer.len() + claims.session.len() + claims.stream.len() + 17,
     );
     payload.extend_from_slice(&claims.expires_at.to_be_bytes());
+    payload.push(claims.scope.to_byte());
     for (name, field) in [
         ("viewer", &claims.viewer),
         ("session", &claims.session),
@@ -256,16 +305,17 @@ pub fn issue(claims: &ViewerClaims, secret: &[u8]) -> Result<String, TokenError>
 }
 
 /// Checks `token` and returns its claims if it is well formed, signed by a key in `keys`,
-/// unexpired at `now` (unix seconds), for `stream`, and — when it pins an IP — presented
-/// from `client_ip`.
+/// unexpired at `now` (unix seconds), of `scope`, for `stream`, and — when it pins an IP —
+/// presented from `client_ip`.
 ///
-/// Checks run in this order: shape, kid, MAC (constant time), payload, expiry, stream, IP; so
-/// nothing from an unauthenticated payload is trusted, and an attacker learns nothing from the
-/// error kind beyond "refused" (which is all [`crate::status`] reveals anyway).
+/// Checks run in this order: shape, kid, MAC (constant time), payload, scope, expiry, stream,
+/// IP; so nothing from an unauthenticated payload is trusted, and an attacker learns nothing
+/// from the error kind beyond "refused" (which is all [`crate::status`] reveals anyway).
 pub fn verify(
     token: &str,
     keys: &SigningKeys,
     now: u64,
+    scope: Scope,
     stream: &str,
     client_ip: Option<IpAddr>,
 ) -> Result<ViewerClaims, TokenError> {
@@ -295,6 +345,9 @@ pub fn verify(
         .decode(payload_text)
         .map_err(|_| TokenError::Malformed)?;
     let claims = decode_payload(&payload, kid)?;
+    if claims.scope != scope {
+        return Err(TokenError::WrongScope);
+    }
     if now >= claims.expires_at {
         return Err(TokenError::Expired);
     }
@@ -313,6 +366,8 @@ pub fn verify(
 fn decode_payload(payload: &[u8], kid: &str) -> Result<ViewerClaims, TokenError> {
     let mut reader = Reader(payload);
     let expires_at = u64::from_be_bytes(reader.array()?);
+    let [scope] = reader.array::<1>()?;
+    let scope = Scope::from_byte(scope).ok_or(TokenError::Malformed)?;
     let viewer = reader.string()?;
     let session = reader.string()?;
     let stream = reader.string()?;
@@ -326,6 +381,7 @@ fn decode_payload(payload: &[u8], kid: &str) -> Result<ViewerClaims, TokenError>
         return Err(TokenError::Malformed);
     }
     Ok(ViewerClaims {
+        scope,
         viewer,
         session,
         stream,
@@ -383,6 +439,7 @@ mod tests {
 
     fn claims() -> ViewerClaims {
         ViewerClaims {
+            scope: Scope::Key,
             viewer: "viewer-7".into(),
             session: "abc".into(),
             stream: "benw".into(),
@@ -421,20 +478,81 @@ mod tests {
         }
     }
 
-    /// The expected token is assembled by hand in python3 from the format above:
+    /// The expected tokens are assembled by hand in python3 from the format above, one per
+    /// scope byte (1 playlist, 2 key, 3 segment):
     /// ```text
     /// import hmac, hashlib, base64, struct
     /// b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b'=').decode()
-    /// p = struct.pack('>Q', 1700000600) + b'\x08viewer-7' + b'\x03abc' + b'\x04benw' + b'\x00'
-    /// s = 'v1.k2.' + b64(p)
-    /// print(s + '.' + b64(hmac.new(b'current-secret-0123456789', s.encode(), hashlib.sha1).digest()))
+    /// for scope in (1, 2, 3):
+    ///     p = (struct.pack('>Q', 1700000600) + bytes([scope])
+    ///          + b'\x08viewer-7' + b'\x03abc' + b'\x04benw' + b'\x00')
+    ///     s = 'v1.k2.' + b64(p)
+    ///     print(s + '.' + b64(hmac.new(b'current-secret-0123456789', s.encode(), hashlib.sha1).digest()))
     /// ```
     #[test]
     fn issue_matches_an_independent_encoding() {
-        assert_eq!(
-            keys().issue(&claims()).expect("issue"),
-            "v1.k2.AAAAAGVT81gIdmlld2VyLTcDYWJjBGJlbncA.tG9y8qlPGPN8zagAbxMDzKZKQcs"
-        );
+        for (scope, expected) in [
+            (
+                Scope::Playlist,
+                "v1.k2.AAAAAGVT81gBCHZpZXdlci03A2FiYwRiZW53AA.d4MAXjxvja5LJJnZcSx8Io_TfO0",
+            ),
+            (
+                Scope::Key,
+                "v1.k2.AAAAAGVT81gCCHZpZXdlci03A2FiYwRiZW53AA.pnpmOXvMh3hDI2jl-3AKKzaxcrA",
+            ),
+            (
+                Scope::Segment,
+                "v1.k2.AAAAAGVT81gDCHZpZXdlci03A2FiYwRiZW53AA.oOVEnqY1718OLteEcZfphuqBCtA",
+            ),
+        ] {
+            let claims = ViewerClaims { scope, ..claims() };
+            assert_eq!(keys().issue(&claims).as_deref(), Ok(expected), "{scope:?}");
+        }
+    }
+
+    #[test]
+    fn a_token_opens_only_its_own_scope() {
+        let keys = keys();
+        let now = 1_700_000_000;
+        for issued in [Scope::Playlist, Scope::Key, Scope::Segment] {
+            let claims = ViewerClaims {
+                scope: issued,
+                ..claims()
+            };
+            let token = keys.issue(&claims).expect("issue");
+            for presented_for in [Scope::Playlist, Scope::Key, Scope::Segment] {
+                let verified = verify(&token, &keys, now, presented_for, "benw", None);
+                if presented_for == issued {
+                    assert_eq!(verified, Ok(claims.clone()));
+                } else {
+                    assert_eq!(
+                        verified,
+                        Err(TokenError::WrongScope),
+                        "{issued:?} token presented for {presented_for:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A payload whose scope byte is 0 or unknown is malformed even with a valid MAC: no
+    /// default scope exists to fall back on.
+    #[test]
+    fn an_unknown_scope_byte_is_malformed() {
+        let keys = keys();
+        for scope in [0u8, 4, 255] {
+            let mut payload = 1_700_000_600u64.to_be_bytes().to_vec();
+            payload.push(scope);
+            payload.extend_from_slice(b"\x01v\x01s\x04benw\x00");
+            let signed = format!("v1.k2.{}", URL_SAFE_NO_PAD.encode(&payload));
+            let mac = crypto::hmac_sha1(keys.current().secret(), &[signed.as_bytes()]);
+            let token = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac));
+            assert_eq!(
+                verify(&token, &keys, 0, Scope::Key, "benw", None),
+                Err(TokenError::Malformed),
+                "scope byte {scope}"
+            );
+        }
     }
 
     #[test]
@@ -442,19 +560,19 @@ mod tests {
         let keys = keys();
         let token = keys.issue(&claims()).expect("issue");
         assert_eq!(
-            verify(&token, &keys, 1_700_000_000, "benw", None),
+            verify(&token, &keys, 1_700_000_000, Scope::Key, "benw", None),
             Ok(claims())
         );
         assert_eq!(
-            verify(&token, &keys, 1_700_000_599, "benw", None),
+            verify(&token, &keys, 1_700_000_599, Scope::Key, "benw", None),
             Ok(claims())
         );
         assert_eq!(
-            verify(&token, &keys, 1_700_000_600, "benw", None),
+            verify(&token, &keys, 1_700_000_600, Scope::Key, "benw", None),
             Err(TokenError::Expired)
         );
         assert_eq!(
-            verify(&token, &keys, 1_700_000_000, "other", None),
+            verify(&token, &keys, 1_700_000_000, Scope::Key, "other", None),
             Err(TokenError::WrongStream)
         );
     }
@@ -473,6 +591,7 @@ mod tests {
                 &token,
                 &keys,
                 now,
+                Scope::Key,
                 "benw",
                 Some("203.0.113.5".parse().expect("ip"))
             )
@@ -484,6 +603,7 @@ mod tests {
                 &token,
                 &keys,
                 now,
+                Scope::Key,
                 "benw",
                 Some("::ffff:203.0.113.5".parse().expect("ip"))
             )
@@ -494,13 +614,14 @@ mod tests {
                 &token,
                 &keys,
                 now,
+                Scope::Key,
                 "benw",
                 Some("203.0.113.6".parse().expect("ip"))
             ),
             Err(TokenError::WrongIp)
         );
         assert_eq!(
-            verify(&token, &keys, now, "benw", None),
+            verify(&token, &keys, now, Scope::Key, "benw", None),
             Err(TokenError::WrongIp)
         );
 
@@ -509,7 +630,10 @@ mod tests {
             ..claims()
         };
         let token = keys.issue(&v6).expect("issue");
-        assert_eq!(verify(&token, &keys, now, "benw", v6.ip), Ok(v6));
+        assert_eq!(
+            verify(&token, &keys, now, Scope::Key, "benw", v6.ip),
+            Ok(v6)
+        );
     }
 
     #[test]
@@ -517,17 +641,25 @@ mod tests {
         let old_keys = SigningKeys::parse("k1:cHJldmlvdXMtc2VjcmV0LWFiY2RlZmdoaWo=").expect("keys");
         let old_token = old_keys.issue(&claims()).expect("issue");
         assert!(old_token.starts_with("v1.k1."));
-        let verified = verify(&old_token, &keys(), 1_700_000_000, "benw", None).expect("k1 held");
+        let verified =
+            verify(&old_token, &keys(), 1_700_000_000, Scope::Key, "benw", None).expect("k1 held");
         assert_eq!(verified.kid, "k1");
         let only_new = SigningKeys::parse("k2:Y3VycmVudC1zZWNyZXQtMDEyMzQ1Njc4OQ").expect("keys");
         assert_eq!(
-            verify(&old_token, &only_new, 1_700_000_000, "benw", None),
+            verify(
+                &old_token,
+                &only_new,
+                1_700_000_000,
+                Scope::Key,
+                "benw",
+                None
+            ),
             Err(TokenError::UnknownKid)
         );
         // A token claiming kid k2 but signed with k1's secret.
         let forged = old_token.replacen("v1.k1.", "v1.k2.", 1);
         assert_eq!(
-            verify(&forged, &keys(), 1_700_000_000, "benw", None),
+            verify(&forged, &keys(), 1_700_000_000, Scope::Key, "benw", None),
             Err(TokenError::BadSignature)
         );
     }
@@ -544,14 +676,14 @@ mod tests {
         payload[index] = if payload[index] == 'U' { 'V' } else { 'U' };
         let tampered = format!("{}.{mac}", payload.into_iter().collect::<String>());
         assert_eq!(
-            verify(&tampered, &keys, now, "benw", None),
+            verify(&tampered, &keys, now, Scope::Key, "benw", None),
             Err(TokenError::BadSignature)
         );
         // Flip the MAC.
         let first = if mac.starts_with('A') { 'B' } else { 'A' };
         let flipped = format!("{head}.{first}{}", &mac[1..]);
         assert_eq!(
-            verify(&flipped, &keys, now, "benw", None),
+            verify(&flipped, &keys, now, Scope::Key, "benw", None),
             Err(TokenError::BadSignature)
         );
     }
@@ -574,7 +706,7 @@ mod tests {
             &long,
         ] {
             assert_eq!(
-                verify(bad, &keys, 1_700_000_000, "benw", None),
+                verify(bad, &keys, 1_700_000_000, Scope::Key, "benw", None),
                 Err(TokenError::Malformed),
                 "{bad:?}"
             );
@@ -594,7 +726,14 @@ mod tests {
             let signed = format!("v1.k2.{}", URL_SAFE_NO_PAD.encode(payload));
             let mac = URL_SAFE_NO_PAD.encode(crypto::hmac_sha1(secret, &[signed.as_bytes()]));
             assert_eq!(
-                verify(&format!("{signed}.{mac}"), &keys, 0, "benw", None),
+                verify(
+                    &format!("{signed}.{mac}"),
+                    &keys,
+                    0,
+                    Scope::Key,
+                    "benw",
+                    None
+                ),
                 Err(TokenError::Malformed)
             );
         }

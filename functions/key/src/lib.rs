@@ -1,7 +1,8 @@
 //! The `key` component: `GET /keys/<name>/<key id>.key?t=…` (or `?s=…` with the `sessionid`
 //! cookie in seed 000 mode) answers the 16 key bytes to an admitted viewer.
 //!
-//! Order: credential ([`gatecast_core::access`]) → sanctions in the `viewers` store (banned
+//! Order: credential ([`gatecast_core::access`]: a key-scope viewer token the playlist minted,
+//! never the playlist URL's own token, or seed 000's `s=` token) → sanctions in the `viewers` store (banned
 //! stream, revoked session, blocked viewer, pay-per-view deny list) → for seed 000 sessions, the
 //! site's `authorize_key` answer (cached per key period) → pay-per-view: a priced stream debits
 //! the viewer once per key id ([`gatecast_core::ppv::decide_charge`]) → the key object from the
@@ -45,7 +46,7 @@ async fn serve(request: &Request) -> Result<Reply> {
     let Ok(grant) = access::verify_object_request(
         viewer::query(request),
         viewer::header(request, "cookie"),
-        stream,
+        &object,
         viewer::client_ip(request),
         now,
         &outage::signing_keys().await?,

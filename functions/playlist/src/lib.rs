@@ -1,16 +1,17 @@
 //! The `playlist` component: `GET /live/<name>/index.m3u8` (and `vod.m3u8`) admits a viewer and
 //! answers the stored playlist with a fresh, short-lived credential written into every key URI
-//! (and every segment URI when `sign_segments` is on).
+//! (and a segment credential into every segment URI when `sign_segments` is on).
 //!
-//! Admission ([`gatecast_core::access::admit_playlist`]): `?t=` viewer token, `?wmsAuthSign=`
-//! (when `wmsauth_key` is set), or the seed 000 `sessionid` cookie (when `session_secret` is
-//! set). Key tokens live `key_token_ttl_seconds`; the player refetches the playlist every target
-//! duration and gets new ones, so long sessions never break while a leaked key URL dies fast.
+//! Admission ([`gatecast_core::access::admit_playlist`]): `?t=` playlist-scope viewer token,
+//! `?wmsAuthSign=` (when `wmsauth_key` is set), or the seed 000 `sessionid` cookie (when
+//! `session_secret` is set). Key and segment tokens live `key_token_ttl_seconds`; the player
+//! refetches the playlist every target duration and gets new ones, so long sessions never break
+//! while a leaked key URL dies fast.
 
 use gatecast_core::access::{self, PlaylistPolicy};
 use gatecast_core::layout::RequestedObject;
 use gatecast_core::reply::{self, Content, Reply};
-use gatecast_core::rewrite::{self, RewriteOptions};
+use gatecast_core::rewrite;
 use gatecast_spin_shell::{outage, viewer};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_service;
@@ -43,6 +44,7 @@ async fn serve(request: &Request) -> Result<Reply> {
         wmsauth_key: &wmsauth_key,
         wmsauth_tolerance_seconds: number("wmsauth_tolerance_seconds").await?,
         key_token_ttl_seconds: number("key_token_ttl_seconds").await?,
+        sign_segments: outage::variable("sign_segments").await? == "true",
     };
     let Ok(admission) = access::admit_playlist(
         viewer::query(request),
@@ -59,13 +61,10 @@ async fn serve(request: &Request) -> Result<Reply> {
         viewer::Fetched::NotFound => return Ok(reply::not_found()),
     };
     let stored = std::str::from_utf8(&stored).context("stored playlist is not UTF-8")?;
-    let token_query =
-        access::key_token_query(&admission, stream, now, &policy).context("minting key tokens")?;
-    let options = RewriteOptions {
-        token_query: &token_query,
-        sign_segments: outage::variable("sign_segments").await? == "true",
-    };
-    let rewritten = rewrite::rewrite_playlist(stored, &options).context("rewriting")?;
+    let queries = access::object_token_queries(&admission, stream, now, &policy)
+        .context("minting key and segment tokens")?;
+    let rewritten =
+        rewrite::rewrite_playlist(stored, &queries.rewrite_options()).context("rewriting")?;
     Ok(reply::content(Content::Playlist, rewritten.into_bytes()))
 }
 

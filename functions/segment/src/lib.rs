@@ -2,7 +2,8 @@
 //! pass-through of segments from the media bucket, for deployments that do not expose `live/`
 //! publicly (set `sign_segments = "true"` so playlists carry the credential on segment URIs).
 //!
-//! The credential is the one key URIs carry ([`gatecast_core::access`]). Sanctions (revoked
+//! The credential is a segment-scope viewer token the playlist minted (or seed 000's `s=`
+//! token), checked by [`gatecast_core::access`]; key and playlist tokens are refused. Sanctions (revoked
 //! session, blocked viewer, banned stream) are enforced by the key component at the next key
 //! period, so this one needs no store: a segment is useless without its key.
 
@@ -32,7 +33,7 @@ async fn serve(request: &Request) -> Result<Reply> {
     let granted = access::verify_object_request(
         viewer::query(request),
         viewer::header(request, "cookie"),
-        object.stream(),
+        &object,
         viewer::client_ip(request),
         now,
         &outage::signing_keys().await?,

@@ -23,7 +23,8 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[http_service]
 async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::Bytes>> {
-    outage::respond("api", serve(request).await)
+    let method = request.method().clone();
+    outage::respond("api", &method, serve(request).await)
 }
 
 async fn serve(request: Request) -> Result<Reply> {

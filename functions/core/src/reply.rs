@@ -14,7 +14,7 @@ use http::header::{
     ACCESS_CONTROL_MAX_AGE, ALLOW, CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER,
     WWW_AUTHENTICATE,
 };
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Method, Response, StatusCode};
 
 use crate::storage::RETRY_AFTER_SECONDS;
 
@@ -150,6 +150,16 @@ pub fn redirect(location: &str) -> Reply {
     reply
 }
 
+/// `reply` as the answer to a request made with `method`: for `HEAD`, the same status and
+/// headers without the body (RFC 9110 §9.3.2). Components build one reply for `GET` and `HEAD`
+/// alike and pass it through here, so the two never disagree on anything but the body.
+pub fn for_method(mut reply: Reply, method: &Method) -> Reply {
+    if method == Method::HEAD {
+        reply.body_mut().clear();
+    }
+    reply
+}
+
 fn viewer(status: StatusCode, body: Vec<u8>) -> Reply {
     let mut reply = management(status, body);
     reply
@@ -225,6 +235,18 @@ mod tests {
             header(&reply, ACCESS_CONTROL_ALLOW_METHODS),
             Some("GET, HEAD, OPTIONS")
         );
+    }
+
+    #[test]
+    fn head_answers_headers_only() {
+        for kind in [Content::Playlist, Content::Key, Content::Segment] {
+            let get = content(kind, b"#EXTM3U\n".to_vec());
+            let head = for_method(get.clone(), &Method::HEAD);
+            assert_eq!(head.status(), get.status());
+            assert_eq!(head.headers(), get.headers());
+            assert!(head.body().is_empty(), "{kind:?}");
+            assert_eq!(for_method(get.clone(), &Method::GET).body(), b"#EXTM3U\n");
+        }
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The `key` component: `GET /keys/<name>/<key id>.key?t=…` (or `?s=…` with the `sessionid`
-//! cookie in seed 000 mode) answers the 16 key bytes to an admitted viewer.
+//! cookie in seed 000 mode) answers the 16 key bytes to an admitted viewer; `HEAD` answers the
+//! same status and headers without the bytes and never debits a pay-per-view balance.
 //!
 //! Order: credential ([`gatecast_core::access`]: a key-scope viewer token the playlist minted,
-//! never the playlist URL's own token, or seed 000's `s=` token) → sanctions in the `viewers` store (banned
-//! stream, revoked session, blocked viewer, pay-per-view deny list) → for seed 000 sessions, the
-//! site's `authorize_key` answer (cached per key period) → pay-per-view: a priced stream debits
-//! the viewer once per key id ([`gatecast_core::ppv::decide_charge`]) → the key object from the
-//! private key bucket, which must be exactly 16 bytes. Any refusal is a bodiless 403; a store, site or
-//! storage failure is 503 with `Retry-After`.
+//! never the playlist URL's own token, or seed 000's `s=` token) → sanctions in the `viewers`
+//! store (banned stream, revoked session, blocked viewer, pay-per-view deny list) → for seed 000
+//! sessions, the site's `authorize_key` answer (cached per key period) → pay-per-view: a priced
+//! stream debits the viewer once per key id ([`gatecast_core::ppv::decide_charge`]) → the key
+//! object from the private key bucket, which must be exactly 16 bytes. Any refusal is a bodiless
+//! 403; a store, site or storage failure is 503 with `Retry-After`.
 
 use gatecast_core::access::{self, Grant};
 use gatecast_core::layout::{RequestedObject, StreamName};
@@ -15,7 +16,7 @@ use gatecast_core::ppv::{self, ChargeDecision, Price};
 use gatecast_core::registry::{self, AuthorizationDecision};
 use gatecast_core::reply::{self, Content, Reply};
 use gatecast_spin_shell::{outage, viewer};
-use spin_sdk::http::{EmptyBody, Request, Response};
+use spin_sdk::http::{EmptyBody, Method, Request, Response};
 use spin_sdk::http_service;
 use spin_sdk::key_value::Store;
 
@@ -29,7 +30,7 @@ const STREAM_HEADER: &str = "x-stream-username";
 
 #[http_service]
 async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::Bytes>> {
-    outage::respond("key", serve(&request).await)
+    outage::respond("key", request.method(), serve(&request).await)
 }
 
 async fn serve(request: &Request) -> Result<Reply> {
@@ -71,7 +72,9 @@ async fn serve(request: &Request) -> Result<Reply> {
     {
         return Ok(reply::refused());
     }
-    if !paid_for(&viewers, &grant, stream, key_id, now).await? {
+    // HEAD is a safe method (RFC 9110 §9.2.1): it answers what GET would, without debiting.
+    let debit = request.method() != Method::HEAD;
+    if !paid_for(&viewers, &grant, stream, key_id, now, debit).await? {
         return Ok(reply::refused());
     }
     Ok(
@@ -147,12 +150,14 @@ async fn site_authorizes(
 /// priced one needs a viewer id (from the viewer token) whose balance covers the period, debited
 /// once per key id. The KV has no transactions, so two simultaneous first fetches of one key id
 /// may both charge; the marker is written first so a lost balance write favours the viewer.
+/// Without `debit` (a `HEAD` request) the decision is made but nothing is written.
 async fn paid_for(
     viewers: &Store,
     grant: &Grant,
     stream: &StreamName,
     key_id: u64,
     now: u64,
+    debit: bool,
 ) -> Result<bool> {
     let Some(price) = viewers
         .get(ppv::price_key(stream))
@@ -191,6 +196,7 @@ async fn paid_for(
     };
     match ppv::decide_charge(price, key_period, balance, already_charged) {
         ChargeDecision::Serve => Ok(true),
+        ChargeDecision::Charge { .. } if !debit => Ok(true),
         ChargeDecision::Charge { new_balance, .. } => {
             viewers
                 .set(&marker, now.to_string())

@@ -6,7 +6,7 @@
 //! `?wmsAuthSign=` (when `wmsauth_key` is set), or the seed 000 `sessionid` cookie (when
 //! `session_secret` is set). Key and segment tokens live `key_token_ttl_seconds`; the player
 //! refetches the playlist every target duration and gets new ones, so long sessions never break
-//! while a leaked key URL dies fast.
+//! while a leaked key URL dies fast. `HEAD` answers the same status and headers, no body.
 
 use gatecast_core::access::{self, PlaylistPolicy};
 use gatecast_core::layout::RequestedObject;
@@ -20,7 +20,7 @@ use outage::{Context as _, Result};
 
 #[http_service]
 async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::Bytes>> {
-    outage::respond("playlist", serve(&request).await)
+    outage::respond("playlist", request.method(), serve(&request).await)
 }
 
 async fn serve(request: &Request) -> Result<Reply> {

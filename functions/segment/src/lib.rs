@@ -3,9 +3,9 @@
 //! publicly (set `sign_segments = "true"` so playlists carry the credential on segment URIs).
 //!
 //! The credential is a segment-scope viewer token the playlist minted (or seed 000's `s=`
-//! token), checked by [`gatecast_core::access`]; key and playlist tokens are refused. Sanctions (revoked
-//! session, blocked viewer, banned stream) are enforced by the key component at the next key
-//! period, so this one needs no store: a segment is useless without its key.
+//! token), checked by [`gatecast_core::access`]; key and playlist tokens are refused. Sanctions
+//! (revoked session, blocked viewer, banned stream) are enforced by the key component at the
+//! next key period, so this one needs no store: a segment is useless without its key.
 
 use gatecast_core::access;
 use gatecast_core::layout::RequestedObject;
@@ -18,7 +18,7 @@ use outage::Result;
 
 #[http_service]
 async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::Bytes>> {
-    outage::respond("segment", serve(&request).await)
+    outage::respond("segment", request.method(), serve(&request).await)
 }
 
 async fn serve(request: &Request) -> Result<Reply> {

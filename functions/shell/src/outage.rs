@@ -11,7 +11,7 @@ use std::fmt::Display;
 use bytes::Bytes;
 use gatecast_core::reply::{self, Reply};
 use gatecast_core::viewer_token::SigningKeys;
-use spin_sdk::http::{FullBody, Response};
+use spin_sdk::http::{FullBody, Method, Response};
 
 /// Something the component depends on failed (a variable, a store, storage, the site): the
 /// request may succeed shortly, so it is answered 503 with `Retry-After`, and the message is
@@ -35,14 +35,19 @@ impl<T, E: Display> Context<T> for std::result::Result<T, E> {
     }
 }
 
-/// Turns the component's result into a response: an [`Outage`] is logged and answered 503 with
-/// `Retry-After`, never a trap.
-pub fn respond(component: &str, result: Result<Reply>) -> Response<FullBody<Bytes>> {
+/// Turns the component's result for a `method` request into a response: an [`Outage`] is
+/// logged and answered 503 with `Retry-After`, never a trap; a `HEAD` answer keeps its status
+/// and headers and drops the body.
+pub fn respond(
+    component: &str,
+    method: &Method,
+    result: Result<Reply>,
+) -> Response<FullBody<Bytes>> {
     let reply = result.unwrap_or_else(|Outage(message)| {
         eprintln!("{component}: {message}");
         reply::unavailable()
     });
-    reply.map(|body| FullBody::new(Bytes::from(body)))
+    reply::for_method(reply, method).map(|body| FullBody::new(Bytes::from(body)))
 }
 
 /// Seconds since the Unix epoch from the host's wall clock.

@@ -2,7 +2,7 @@
 //! (bearer token for the API, `?secret=` for the nginx-rtmp hooks) and the `/api/sign` rule.
 //!
 //! ```text
-//! POST /api/sign                        {"stream","viewer","session","ttl","ip","scheme"} -> {"url","expires"}
+//! POST /api/sign                        {"stream","viewer","session","ttl","ip","scheme","playlist"} -> {"url","expires"}
 //! POST /api/channels                    {"name"} -> {"name","stream_key"}
 //! POST /api/channels/<name>/rotate      -> {"name","stream_key"}
 //! POST /api/channels/<name>/disable     -> 204
@@ -25,7 +25,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::form;
-use crate::layout::{LIVE_PREFIX, StreamName, live_playlist_path};
+use crate::layout::{LIVE_PREFIX, StreamName, live_playlist_path, vod_playlist_path};
 use crate::registry::{self, RegistryError};
 use crate::viewer_token::{self, Scope, SigningKeys, TokenError, ViewerClaims};
 use crate::wmsauth;
@@ -196,6 +196,20 @@ pub enum SignScheme {
     Wmsauth,
 }
 
+/// Which playlist of a stream `/api/sign` names in the URL. The credential is the same for
+/// both (a playlist-scope token or WMSAuth signature opens every playlist of its stream); only
+/// the path differs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum PlaylistKind {
+    /// `index.m3u8`: the live playlist.
+    #[default]
+    Index,
+    /// `vod.m3u8`: the whole recorded broadcast.
+    Vod,
+}
+
 /// `POST /api/sign` body.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -218,6 +232,9 @@ pub struct SignRequest {
     /// Signing scheme, `gatecast` by default.
     #[serde(default)]
     pub scheme: SignScheme,
+    /// Playlist to sign, `index` (live) by default; `vod` for a recorded broadcast.
+    #[serde(default)]
+    pub playlist: PlaylistKind,
 }
 
 /// `POST /api/sign` answer.
@@ -321,12 +338,12 @@ pub fn sign(
             )
         }
     };
+    let path = match request.playlist {
+        PlaylistKind::Index => live_playlist_path(&stream),
+        PlaylistKind::Vod => vod_playlist_path(&stream),
+    };
     Ok(SignResponse {
-        url: format!(
-            "/{}?{param}={}",
-            live_playlist_path(&stream),
-            form::encode(&signature)
-        ),
+        url: format!("/{path}?{param}={}", form::encode(&signature)),
         expires,
     })
 }
@@ -456,11 +473,17 @@ mod tests {
         assert_eq!(request.scheme, SignScheme::Gatecast);
         assert_eq!(request.ttl, None);
         assert_eq!(request.session, "");
+        assert_eq!(request.playlist, PlaylistKind::Index);
         let request: SignRequest = parse_body(
-            br#"{"stream":"benw","viewer":"v","session":"s","ttl":60,"ip":"203.0.113.5","scheme":"wmsauth"}"#,
+            br#"{"stream":"benw","viewer":"v","session":"s","ttl":60,"ip":"203.0.113.5","scheme":"wmsauth","playlist":"vod"}"#,
         )
         .expect("valid body");
         assert_eq!(request.scheme, SignScheme::Wmsauth);
+        assert_eq!(request.playlist, PlaylistKind::Vod);
+        assert_eq!(
+            parse_body::<SignRequest>(br#"{"stream":"benw","playlist":"master"}"#),
+            Err(ApiError::MalformedBody)
+        );
         assert_eq!(request.ip, Some(IpAddr::from([203, 0, 113, 5])));
         assert_eq!(
             parse_body::<SignRequest>(br#"{"stream":"benw","scheme":"rot13"}"#),
@@ -482,6 +505,7 @@ mod tests {
             ttl: Some(600),
             ip: None,
             scheme: SignScheme::Gatecast,
+            playlist: PlaylistKind::Index,
         };
         let signed = sign(&request, &keys, "", 1_000).expect("signable");
         assert_eq!(signed.expires, 1_600);
@@ -528,6 +552,48 @@ mod tests {
         ));
     }
 
+    /// A recorded broadcast is signed like the live playlist, under `vod.m3u8`, with either
+    /// scheme; the URL routes to the VOD playlist and its credential admits the viewer there.
+    #[test]
+    fn vod_playlists_can_be_signed() {
+        let keys = SigningKeys::parse("k1:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u").expect("valid keys");
+        let request: SignRequest =
+            parse_body(br#"{"stream":"benw","viewer":"ID_1","ip":"203.0.113.5","playlist":"vod"}"#)
+                .expect("valid body");
+        let client = Some(IpAddr::from([203, 0, 113, 5]));
+        let policy = crate::access::PlaylistPolicy {
+            signing_keys: &keys,
+            session_secret: b"",
+            wmsauth_key: "defaultpassword",
+            wmsauth_tolerance_seconds: 0,
+            key_token_ttl_seconds: 90,
+            sign_segments: false,
+        };
+        for scheme in [SignScheme::Gatecast, SignScheme::Wmsauth] {
+            let request = SignRequest {
+                scheme,
+                ..request.clone()
+            };
+            let signed = sign(&request, &keys, "defaultpassword", 1_551_425_504).expect("signable");
+            let (path, query) = signed.url.split_once('?').expect("query");
+            assert_eq!(path, "/live/benw/vod.m3u8", "{scheme:?}");
+            let object = crate::layout::RequestedObject::parse(path).expect("layout path");
+            assert!(matches!(
+                object,
+                crate::layout::RequestedObject::VodPlaylist(_)
+            ));
+            let admitted = crate::access::admit_playlist(
+                query,
+                None,
+                object.stream(),
+                client,
+                1_551_425_504 + 60,
+                &policy,
+            );
+            assert!(admitted.is_ok(), "{scheme:?}: {admitted:?}");
+        }
+    }
+
     /// The signed URL must verify with gatecast-core's WMSAuth verifier (whose own tests pin it
     /// to the PHP recipe) for the same IP and stream, and for no other.
     #[test]
@@ -540,6 +606,7 @@ mod tests {
             ttl: Some(90),
             ip: Some(IpAddr::from([203, 0, 113, 5])),
             scheme: SignScheme::Wmsauth,
+            playlist: PlaylistKind::Index,
         };
         let now = 1_551_425_504;
         assert_eq!(

@@ -15,6 +15,7 @@ use gatecast_core::layout::{RequestedObject, StreamName};
 use gatecast_core::ppv::{self, ChargeDecision, Price};
 use gatecast_core::registry::{self, AuthorizationDecision};
 use gatecast_core::reply::{self, Content, Reply};
+use gatecast_core::viewer_token::Scope;
 use gatecast_spin_shell::{outage, viewer};
 use spin_sdk::http::{EmptyBody, Method, Request, Response};
 use spin_sdk::http_service;
@@ -34,25 +35,16 @@ async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::By
 }
 
 async fn serve(request: &Request) -> Result<Reply> {
-    if let Some(early) = viewer::method_reply(request) {
-        return Ok(early);
-    }
-    let (object, key_id) = match RequestedObject::parse(request.uri().path()) {
-        Some(object @ RequestedObject::Key(_, key_id)) => (object, key_id),
-        _ => return Ok(reply::not_found()),
+    let object = match viewer::requested_object(request, Scope::Key) {
+        Ok(object) => object,
+        Err(early) => return Ok(early),
     };
-    let stream = object.stream();
+    // Always a key here (the scope check above); the pattern just names its parts.
+    let RequestedObject::Key(stream, key_id) = &object else {
+        return Ok(reply::not_found());
+    };
     let now = outage::unix_now();
-    let session_secret = outage::variable("session_secret").await?;
-    let Ok(grant) = access::verify_object_request(
-        viewer::query(request),
-        viewer::header(request, "cookie"),
-        &object,
-        viewer::client_ip(request),
-        now,
-        &outage::signing_keys().await?,
-        session_secret.as_bytes(),
-    ) else {
+    let Some(grant) = viewer::object_grant(request, &object, now).await? else {
         return Ok(reply::refused());
     };
     let viewers = Store::open(registry::VIEWERS_STORE)
@@ -74,7 +66,7 @@ async fn serve(request: &Request) -> Result<Reply> {
     }
     // HEAD is a safe method (RFC 9110 §9.2.1): it answers what GET would, without debiting.
     let debit = request.method() != Method::HEAD;
-    if !paid_for(&viewers, &grant, stream, key_id, now, debit).await? {
+    if !paid_for(&viewers, &grant, stream, *key_id, now, debit).await? {
         return Ok(reply::refused());
     }
     Ok(

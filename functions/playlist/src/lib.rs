@@ -9,9 +9,9 @@
 //! while a leaked key URL dies fast. `HEAD` answers the same status and headers, no body.
 
 use gatecast_core::access::{self, PlaylistPolicy};
-use gatecast_core::layout::RequestedObject;
 use gatecast_core::reply::{self, Content, Reply};
 use gatecast_core::rewrite;
+use gatecast_core::viewer_token::Scope;
 use gatecast_spin_shell::{outage, viewer};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_service;
@@ -24,14 +24,9 @@ async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::By
 }
 
 async fn serve(request: &Request) -> Result<Reply> {
-    if let Some(early) = viewer::method_reply(request) {
-        return Ok(early);
-    }
-    let object = match RequestedObject::parse(request.uri().path()) {
-        Some(object @ (RequestedObject::LivePlaylist(_) | RequestedObject::VodPlaylist(_))) => {
-            object
-        }
-        _ => return Ok(reply::not_found()),
+    let object = match viewer::requested_object(request, Scope::Playlist) {
+        Ok(object) => object,
+        Err(early) => return Ok(early),
     };
     let stream = object.stream();
     let now = outage::unix_now();

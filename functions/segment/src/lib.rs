@@ -7,9 +7,8 @@
 //! (revoked session, blocked viewer, banned stream) are enforced by the key component at the
 //! next key period, so this one needs no store: a segment is useless without its key.
 
-use gatecast_core::access;
-use gatecast_core::layout::RequestedObject;
 use gatecast_core::reply::{self, Content, Reply};
+use gatecast_core::viewer_token::Scope;
 use gatecast_spin_shell::{outage, viewer};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_service;
@@ -22,24 +21,12 @@ async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::By
 }
 
 async fn serve(request: &Request) -> Result<Reply> {
-    if let Some(early) = viewer::method_reply(request) {
-        return Ok(early);
-    }
-    let object = match RequestedObject::parse(request.uri().path()) {
-        Some(object @ RequestedObject::Segment(..)) => object,
-        _ => return Ok(reply::not_found()),
+    let object = match viewer::requested_object(request, Scope::Segment) {
+        Ok(object) => object,
+        Err(early) => return Ok(early),
     };
     let now = outage::unix_now();
-    let granted = access::verify_object_request(
-        viewer::query(request),
-        viewer::header(request, "cookie"),
-        &object,
-        viewer::client_ip(request),
-        now,
-        &outage::signing_keys().await?,
-        outage::variable("session_secret").await?.as_bytes(),
-    );
-    if granted.is_err() {
+    if viewer::object_grant(request, &object, now).await?.is_none() {
         return Ok(reply::refused());
     }
     Ok(

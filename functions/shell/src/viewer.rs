@@ -1,26 +1,59 @@
 //! The spin-sdk I/O shared by the viewer-facing components (`playlist`, `key`, `segment`):
-//! request facts and storage reads.
+//! routing a request to its object, request facts, the key/segment credential check and
+//! storage reads.
 
 use bytes::Bytes;
-use gatecast_core::access;
+use gatecast_core::access::{self, Grant};
+use gatecast_core::layout::RequestedObject;
 use gatecast_core::reply::{self, Reply};
 use gatecast_core::storage::{FetchOutcome, StorageConfig};
+use gatecast_core::viewer_token::Scope;
 use spin_sdk::http::Method;
 use spin_sdk::http::Request;
 use spin_sdk::http::body::IncomingBodyExt as _;
 
-use crate::outage::{Context as _, Result, variable};
+use crate::outage::{Context as _, Result, signing_keys, variable};
 
 /// Header in which Spin passes the client's `ip:port`.
 const CLIENT_ADDR_HEADER: &str = "spin-client-addr";
 
-/// The early answer for methods other than `GET`/`HEAD`: a CORS preflight or 405.
-pub fn method_reply(request: &Request) -> Option<Reply> {
+/// The object a viewer request asks for, when its method is `GET` or `HEAD` and its path names
+/// an object that `scope` opens (the component's route: playlists, keys or segments).
+/// Otherwise the early answer: a CORS preflight for `OPTIONS`, 405 for other methods, 404 for
+/// any other path.
+pub fn requested_object(
+    request: &Request,
+    scope: Scope,
+) -> std::result::Result<RequestedObject, Reply> {
     match *request.method() {
-        Method::GET | Method::HEAD => None,
-        Method::OPTIONS => Some(reply::preflight()),
-        _ => Some(reply::method_not_allowed()),
+        Method::GET | Method::HEAD => {}
+        Method::OPTIONS => return Err(reply::preflight()),
+        _ => return Err(reply::method_not_allowed()),
     }
+    RequestedObject::parse(request.uri().path())
+        .filter(|object| access::required_scope(object) == scope)
+        .ok_or_else(reply::not_found)
+}
+
+/// Checks the credential of a key or segment request for `object`
+/// ([`access::verify_object_request`] with this request's query, cookie and address, and the
+/// configured `signing_keys` and `session_secret`). `Ok(None)` is a refusal (answer 403,
+/// whatever the reason); `Err` an outage.
+pub async fn object_grant(
+    request: &Request,
+    object: &RequestedObject,
+    now: u64,
+) -> Result<Option<Grant>> {
+    Ok(access::verify_object_request(
+        query(request),
+        header(request, "cookie"),
+        object,
+        client_ip(request),
+        now,
+        &signing_keys().await?,
+        variable("session_secret").await?.as_bytes(),
+    )
+    .ok())
 }
 
 /// The request's query string (empty when absent).

@@ -137,6 +137,11 @@ pub struct Probe {
 }
 
 pub fn ffprobe(path: &Path) -> Result<Probe> {
+    ffprobe_with(&[], path)
+}
+
+/// ffprobe with extra input options (e.g. `-allowed_extensions ALL` for local HLS).
+pub fn ffprobe_with(input_options: &[&str], path: &Path) -> Result<Probe> {
     let output = Command::new("ffprobe")
         .args([
             "-v",
@@ -146,6 +151,7 @@ pub fn ffprobe(path: &Path) -> Result<Probe> {
             "-of",
             "flat",
         ])
+        .args(input_options)
         .arg(path)
         .output()
         .context("running ffprobe")?;

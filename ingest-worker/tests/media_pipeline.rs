@@ -458,7 +458,7 @@ fn stored_layout_plays_through_ffmpegs_hls_demuxer() {
             );
             let ts = output.stdout;
             assert!(
-                ts.len() % 188 == 0 && ts.chunks(188).all(|p| p[0] == 0x47),
+                ts.len().is_multiple_of(188) && ts.chunks(188).all(|p| p[0] == 0x47),
                 "{line}"
             );
             assert_eq!((ts[1] & 0x1F, ts[2]), (0, 0), "{line} starts with the PAT");

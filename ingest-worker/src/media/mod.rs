@@ -30,6 +30,13 @@
 //! - 90 kHz PTS/DTS = ms × 90 + 1.4 s (see [`ts::TIMESTAMP_OFFSET_90KHZ`]).
 //! - Randomness: for a segment that starts a new key, [`KeySource::fill`] is called first for
 //!   the key, then for the IV.
+//!
+//! # API beyond the agreed surface
+//! The agreed names and signatures are kept unchanged. Added: [`MediaError::is_unsupported_codec`]
+//! (so the shell can refuse the publisher), and the stage modules are public (`flv`, `h264`,
+//! `adts`, `ts`, `segmenter`, `crypto`) for the fuzz target and the benches.
+//! [`playlist::LivePlaylist::poll_expired`] returns paths under both `live/` and `keys/`
+//! (`layout::segment_path` / `layout::key_path`); route each to its store by that prefix.
 
 pub mod adts;
 pub mod crypto;

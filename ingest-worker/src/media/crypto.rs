@@ -182,8 +182,8 @@ mod tests {
     /// Cross-check against the `cbc` crate's independent CBC/PKCS7 over many lengths.
     #[test]
     fn matches_the_cbc_crate_for_every_padding_length() {
-        use aes::cipher::{BlockModeEncrypt, KeyIvInit};
         use aes::cipher::block_padding::Pkcs7;
+        use aes::cipher::{BlockModeEncrypt, KeyIvInit};
         let key = [0x42; 16];
         let iv = [0x24; 16];
         for len in (0..80).chain([1000, 4096, 65_537]) {

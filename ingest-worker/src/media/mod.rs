@@ -137,7 +137,7 @@ impl TimestampUnwrapper {
             None => i64::from(raw),
             // Reinterpreting the wrapped difference as i32 gives the nearest signed step.
             Some((last_raw, last_extended)) => {
-                last_extended + i64::from(raw.wrapping_sub(last_raw) as i32)
+                last_extended.saturating_add(i64::from(raw.wrapping_sub(last_raw) as i32))
             }
         };
         self.last = Some((raw, extended));
@@ -210,7 +210,7 @@ impl Pipeline {
                 };
                 let dts_ms = self.clock.extend(timestamp_ms);
                 // A negative offset would put PTS before DTS, which decoders reject.
-                let pts_ms = dts_ms + i64::from(composition_offset_ms.max(0));
+                let pts_ms = dts_ms.saturating_add(i64::from(composition_offset_ms.max(0)));
                 self.handle_frame(
                     EsFrame {
                         dts_ms,
@@ -282,7 +282,7 @@ impl Pipeline {
                 buffered.push(frame);
                 let first_ms = buffered.first().map_or(0, |f| f.dts_ms);
                 let last_ms = buffered.last().map_or(0, |f| f.dts_ms);
-                last_ms - first_ms >= PROBE_MS || buffered.len() >= PROBE_MAX_FRAMES
+                last_ms.saturating_sub(first_ms) >= PROBE_MS || buffered.len() >= PROBE_MAX_FRAMES
             }
         };
         if probe_over {

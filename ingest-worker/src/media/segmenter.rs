@@ -77,10 +77,10 @@ impl TrackClock {
         if let Some(last) = self.last_ms
             && ms > last
         {
-            self.gap_ms = ms - last;
+            self.gap_ms = ms.saturating_sub(last);
         }
         self.last_ms = Some(ms);
-        ms + self.gap_ms
+        ms.saturating_add(self.gap_ms)
     }
 }
 
@@ -130,9 +130,9 @@ impl Segmenter {
         let starts_segment = match &self.open {
             None => can_start_segment,
             Some(open) => {
-                let elapsed = dts_ms - open.start_ms;
+                let elapsed = dts_ms.saturating_sub(open.start_ms);
                 (can_start_segment && elapsed >= self.target_ms)
-                    || elapsed >= self.target_ms.max(1) * FORCED_CUT_FACTOR
+                    || elapsed >= self.target_ms.max(1).saturating_mul(FORCED_CUT_FACTOR)
                     || open.bytes.len() >= MAX_SEGMENT_BYTES
             }
         };
@@ -189,7 +189,7 @@ impl Segmenter {
             let end_ms = next_start_ms.unwrap_or(open.end_ms);
             self.closed.push_back(ClosedSegment {
                 start_ms: open.start_ms,
-                duration_ms: (end_ms - open.start_ms).max(0),
+                duration_ms: end_ms.saturating_sub(open.start_ms).max(0),
                 bytes: open.bytes,
             });
         }

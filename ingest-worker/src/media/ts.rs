@@ -35,8 +35,12 @@ pub struct Tracks {
 
 /// Converts milliseconds on the broadcast clock to a 33-bit 90 kHz timestamp.
 pub fn to_90khz(ms: i64) -> u64 {
-    // rem_euclid keeps the value in 0..2^33 even for (rare) negative times.
-    (ms * 90 + TIMESTAMP_OFFSET_90KHZ).rem_euclid(1 << 33) as u64
+    // Wrapping arithmetic is exact modulo 2^64, hence modulo 2^33 too; rem_euclid keeps the
+    // value in 0..2^33 for (rare) negative times. A hostile publisher pushing timestamps
+    // towards i64::MAX therefore gets wrapped timestamps, not an overflow panic.
+    ms.wrapping_mul(90)
+        .wrapping_add(TIMESTAMP_OFFSET_90KHZ)
+        .rem_euclid(1 << 33) as u64
 }
 
 /// A persistent MPEG-TS multiplexer that appends whole frames to a caller's buffer.

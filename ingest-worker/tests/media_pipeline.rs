@@ -37,6 +37,7 @@ struct SegmentReport {
     starts_with_keyframe: bool,
     video_dts: Vec<u64>,
     audio_pts: Vec<u64>,
+    pcrs: Vec<u64>,
 }
 
 /// Parses one decrypted segment with `mpeg2ts`, checking continuity counters against
@@ -62,6 +63,9 @@ fn check_ts(bytes: &[u8], counters: &mut HashMap<u16, u8>) -> SegmentReport {
             assert_eq!(cc, expected, "continuity counter on PID {pid:#x}");
         }
         counters.insert(pid, cc);
+        if let Some(pcr) = packet.adaptation_field.as_ref().and_then(|af| af.pcr) {
+            report.pcrs.push(pcr.as_u64());
+        }
         let random_access = packet
             .adaptation_field
             .as_ref()
@@ -163,6 +167,7 @@ fn av_fixture_becomes_decryptable_h264_aac_segments() {
     let plaintexts = decrypt_all(&segments, dir.path());
     let mut counters = HashMap::new();
     let mut previous_video_dts = None;
+    let mut all_pcrs = Vec::new();
     for (segment, plaintext) in segments.iter().zip(&plaintexts) {
         let report = check_ts(plaintext, &mut counters);
         assert_eq!(report.first_pids, [0, 0x1000], "PAT then PMT first");
@@ -181,6 +186,8 @@ fn av_fixture_becomes_decryptable_h264_aac_segments() {
         );
         assert_increasing(&report.video_dts, "video DTS");
         assert_increasing(&report.audio_pts, "audio PTS");
+        assert!(!report.pcrs.is_empty(), "PCR in every segment");
+        all_pcrs.extend(&report.pcrs);
         if let Some(previous) = previous_video_dts {
             assert!(
                 report.video_dts[0] > previous,
@@ -202,6 +209,8 @@ fn av_fixture_becomes_decryptable_h264_aac_segments() {
             probe.duration
         );
     }
+
+    assert_increasing(&all_pcrs, "PCR across the broadcast");
 
     // The whole broadcast decodes without errors when the segments are played back to back.
     let joined = dir.path().join("all.ts");
@@ -282,6 +291,8 @@ fn audio_only_stream_is_cut_on_time() {
         assert_eq!(report.first_pids, [0, 0x1000]);
         assert_eq!(report.pmt_streams, [(StreamType::AdtsAac, AUDIO_PID)]);
         assert_eq!(report.pcr_pid, Some(AUDIO_PID));
+        assert_increasing(&report.audio_pts, "audio PTS");
+        assert!(!report.pcrs.is_empty(), "PCR in every segment");
         let path = dir.path().join(format!("{}.ts", segment.sequence));
         std::fs::write(&path, &plaintext).unwrap();
         assert_eq!(ffprobe(&path).unwrap().codecs, ["aac"]);

@@ -32,6 +32,9 @@ use crate::wmsauth::{self, WmsAuthError};
 
 /// Cookie that carries the site's session in seed 000 (Django's default name).
 pub const SESSION_COOKIE: &str = "sessionid";
+/// Longest recording [`object_token_ttl`] extends VOD tokens by: a bound on what a garbled
+/// `#EXTINF` can do to a token lifetime.
+pub const MAX_RECORDING_SECONDS: u64 = 7 * 24 * 3600;
 
 /// Why an object request was refused. The edge answers every variant with the same 403.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -248,6 +251,46 @@ impl ObjectQueries {
             segment_query: self.segment.as_deref(),
         }
     }
+}
+
+/// Lifetime of the key and segment tokens minted into `playlist` (the stored text) when it is
+/// served as `object`.
+///
+/// A live playlist is refetched every target duration, each time with fresh tokens, so they
+/// need to outlive one key period only: `key_token_ttl_seconds`. A recorded broadcast's
+/// `vod.m3u8` is fetched once and then played to its end, so its tokens must also cover the
+/// whole recording: its duration (the sum of its `#EXTINF` durations, at most
+/// [`MAX_RECORDING_SECONDS`]) is added. A leaked VOD key URL thus lives as long as the
+/// recording plus one key-token lifetime, no longer.
+pub fn object_token_ttl(
+    object: &RequestedObject,
+    playlist: &str,
+    key_token_ttl_seconds: u64,
+) -> u64 {
+    if !matches!(object, RequestedObject::VodPlaylist(_)) {
+        return key_token_ttl_seconds;
+    }
+    let recording = playlist
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("#EXTINF:"))
+        .filter_map(|info| whole_seconds_up(info.split(',').next()?.trim()))
+        .fold(0u64, u64::saturating_add)
+        .min(MAX_RECORDING_SECONDS);
+    key_token_ttl_seconds.saturating_add(recording)
+}
+
+/// An `#EXTINF` duration (`decimal-integer` or `decimal-floating-point`, RFC 8216 §4.3.2.1)
+/// rounded up to whole seconds; `None` for anything else. Parsed by hand: `f64::from_str`
+/// costs the playlist component ~19 KB of its 400 KB budget.
+fn whole_seconds_up(duration: &str) -> Option<u64> {
+    let (whole, fraction) = duration.split_once('.').unwrap_or((duration, ""));
+    let digits = |text: &str| text.bytes().all(|b| b.is_ascii_digit());
+    // `u64::from_str` would also take a sign; the grammar has none.
+    if whole.is_empty() || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let whole = whole.parse::<u64>().unwrap_or(u64::MAX); // all digits: only overflow fails
+    Some(whole.saturating_add(u64::from(fraction.bytes().any(|b| b != b'0'))))
 }
 
 /// Mints the key (and, with [`PlaylistPolicy::sign_segments`], segment) credentials of one
@@ -577,6 +620,27 @@ mod tests {
         let options = queries.rewrite_options();
         assert_eq!(options.key_query, queries.key);
         assert_eq!(options.segment_query, Some(segment_query.as_str()));
+    }
+
+    /// Expected values by hand: 5.950, 5.950 and 5.234 s each round up to 6, 18 in all; 7 and
+    /// 2.000 add 9; the malformed durations add nothing.
+    #[test]
+    fn vod_tokens_cover_the_recording_and_live_ones_one_key_period() {
+        let playlist = "#EXTM3U\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-TARGETDURATION:6\n\
+#EXTINF:5.950,\n0.ts\n#EXTINF:5.950,title\n1.ts\r\n#EXTINF:5.234\n2.ts\n\
+#EXTINF:7,\n3.ts\n#EXTINF:2.000,\n4.ts\n\
+#EXTINF:bogus,\n5.ts\n#EXTINF:-4,\n6.ts\n#EXTINF:inf,\n7.ts\n#EXTINF:1e3,\n8.ts\n\
+#EXTINF:.5,\n9.ts\n#EXTINF:+3,\n10.ts\n#EXT-X-ENDLIST\n";
+        let vod = RequestedObject::VodPlaylist(benw());
+        let live = RequestedObject::LivePlaylist(benw());
+        assert_eq!(object_token_ttl(&vod, playlist, 90), 90 + 18 + 9);
+        assert_eq!(object_token_ttl(&live, playlist, 90), 90);
+        assert_eq!(object_token_ttl(&vod, "#EXTM3U\n", 90), 90);
+        let endless = "#EXTINF:18446744073709551615.5,\n0.ts\n".repeat(2);
+        assert_eq!(
+            object_token_ttl(&vod, &endless, 90),
+            90 + MAX_RECORDING_SECONDS
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! `?wmsAuthSign=` (when `wmsauth_key` is set), or the seed 000 `sessionid` cookie (when
 //! `session_secret` is set). Key and segment tokens live `key_token_ttl_seconds`; the player
 //! refetches the playlist every target duration and gets new ones, so long sessions never break
-//! while a leaked key URL dies fast. `HEAD` answers the same status and headers, no body.
+//! while a leaked key URL dies fast. A recorded broadcast's `vod.m3u8` is fetched once, so its
+//! tokens also cover the recording's duration ([`gatecast_core::access::object_token_ttl`]). `HEAD` answers the same status and headers, no body.
 
 use gatecast_core::access::{self, PlaylistPolicy};
 use gatecast_core::reply::{self, Content, Reply};
@@ -56,6 +57,14 @@ async fn serve(request: &Request) -> Result<Reply> {
         viewer::Fetched::NotFound => return Ok(reply::not_found()),
     };
     let stored = std::str::from_utf8(&stored).context("stored playlist is not UTF-8")?;
+    let policy = PlaylistPolicy {
+        key_token_ttl_seconds: access::object_token_ttl(
+            &object,
+            stored,
+            policy.key_token_ttl_seconds,
+        ),
+        ..policy
+    };
     let queries = access::object_token_queries(&admission, stream, now, &policy)
         .context("minting key and segment tokens")?;
     let rewritten =

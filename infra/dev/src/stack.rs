@@ -1,0 +1,349 @@
+//! The whole gatecast stack in one process tree: embedded S3, the ingest worker and the wasm host
+//! serving `spin.toml`, wired together the way a deployment wires them (the worker takes its
+//! stream keys from the edge through the nginx-rtmp `on_publish` hook).
+//!
+//! Used by `gatecast-dev` and by the end-to-end tests, which need free ports (bind to port 0 and
+//! read the bound addresses back) and the ability to take storage down mid-stream.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::s3::{self, S3Config};
+
+/// Bucket of playlists and segments.
+pub const MEDIA_BUCKET: &str = "gatecast-media";
+/// Private bucket of AES keys.
+pub const KEY_BUCKET: &str = "gatecast-keys";
+/// Region the embedded S3 endpoint signs for.
+const REGION: &str = "us-east-1";
+
+/// How to start the stack.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// State that survives restarts: secrets, S3 objects, KV stores.
+    pub data_dir: PathBuf,
+    /// `spin.toml` of the app to serve.
+    pub manifest: PathBuf,
+    /// Cargo target directory holding the built components (`None`: `target/` beside the manifest).
+    pub target_dir: Option<PathBuf>,
+    /// RTMP listen address.
+    pub rtmp: SocketAddr,
+    /// HTTP (edge functions) listen address.
+    pub http: SocketAddr,
+    /// S3 listen address.
+    pub s3: SocketAddr,
+    /// Segmenting and key rotation of the ingest worker.
+    pub segment_seconds: u64,
+    /// A fresh key every this many segments.
+    pub segments_per_key: u32,
+    /// Keep everything and write a replay playlist.
+    pub record: bool,
+    /// Extra app variables (override `spin.toml` defaults), e.g. `sign_segments = "true"`.
+    pub variables: BTreeMap<String, String>,
+}
+
+impl StackConfig {
+    /// Ports 0 everywhere (the OS picks), 2 s segments and 3 segments per key: a layout for tests
+    /// that need several key periods within seconds.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>, manifest: impl Into<PathBuf>) -> Self {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            data_dir: data_dir.into(),
+            manifest: manifest.into(),
+            target_dir: None,
+            rtmp: any_port,
+            http: any_port,
+            s3: any_port,
+            segment_seconds: 2,
+            segments_per_key: 3,
+            record: false,
+            variables: BTreeMap::new(),
+        }
+    }
+}
+
+/// Secrets generated on first start and kept in `<data>/secrets.json`, so a restart keeps
+/// signed URLs, stream keys and stored objects valid.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Secrets {
+    /// Bearer token of the management API.
+    pub api_token: String,
+    /// Shared secret of the publish hooks.
+    pub hook_secret: String,
+    /// `signing_keys` variable (`kid:<base64>`).
+    pub signing_keys: String,
+    /// Seed 000 `SECRET_KEY`.
+    pub session_secret: String,
+    /// WMSAuth password.
+    pub wmsauth_key: String,
+    /// S3 access key id.
+    pub s3_access_key: String,
+    /// S3 secret access key.
+    pub s3_secret_key: String,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets { <redacted> }")
+    }
+}
+
+impl Secrets {
+    fn generate() -> anyhow::Result<Self> {
+        Ok(Self {
+            api_token: random_text(24)?,
+            hook_secret: random_text(24)?,
+            signing_keys: format!(
+                "k1:{}",
+                base64::engine::general_purpose::STANDARD.encode(random_bytes(32)?)
+            ),
+            session_secret: random_text(24)?,
+            wmsauth_key: random_text(16)?,
+            s3_access_key: format!("gatecast-{}", random_text(6)?),
+            s3_secret_key: random_text(24)?,
+        })
+    }
+
+    /// Reads `<data>/secrets.json`, creating it (mode 0600) on first start.
+    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = data_dir.join("secrets.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not valid", path.display())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let secrets = Self::generate()?;
+                write_private(&path, &serde_json::to_vec_pretty(&secrets)?)?;
+                Ok(secrets)
+            }
+            Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+}
+
+/// A running stack.
+pub struct Stack {
+    /// Where RTMP publishers connect.
+    pub rtmp_addr: SocketAddr,
+    /// Base URL of the edge functions, e.g. `http://127.0.0.1:3000`.
+    pub http_base: String,
+    /// Where the S3 endpoint listens.
+    pub s3_addr: SocketAddr,
+    /// Admin port of the ingest worker (`/metrics`, cut-off).
+    pub ingest_admin_addr: SocketAddr,
+    /// The secrets the stack runs with.
+    pub secrets: Secrets,
+    /// Root folder of the S3 buckets.
+    pub s3_root: PathBuf,
+    shutdown: CancellationToken,
+    storage: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+    services: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl Stack {
+    /// Starts S3, then the host, then the ingest worker, each on its listener, and returns once
+    /// all three accept connections.
+    pub async fn start(config: StackConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+        let secrets = Secrets::load_or_create(&config.data_dir)?;
+        let shutdown = CancellationToken::new();
+        let s3_root = config.data_dir.join("s3");
+
+        let s3_listener = bind(config.s3, "S3").await?;
+        let s3_addr = s3_listener.local_addr()?;
+        let storage = spawn_storage(&s3_root, &secrets, s3_listener, &shutdown);
+
+        let http_listener = bind(config.http, "HTTP").await?;
+        let http_addr = http_listener.local_addr()?;
+        let http_base = format!("http://{http_addr}");
+        let mut host_config = gatecast_host::HostConfig::new(&config.manifest);
+        host_config.data_dir = config.data_dir.join("host");
+        host_config.target_dir = config.target_dir.clone();
+        host_config.env_variables = false;
+        host_config.variables = app_variables(&config, &secrets, s3_addr);
+        let host = gatecast_host::Host::load(&host_config).context("cannot load the Spin app")?;
+        let host_task = tokio::spawn(gatecast_host::serve(
+            host,
+            http_listener,
+            shutdown.clone().cancelled_owned(),
+        ));
+
+        let worker_config = ingest_config(&config, &secrets, s3_addr, &http_base);
+        let stores = gatecast_ingest::Stores::open(&worker_config.storage)
+            .context("cannot open the worker's storage")?;
+        let worker = gatecast_ingest::Worker::bind(worker_config, stores).await?;
+        let (rtmp_addr, ingest_admin_addr) = (worker.rtmp_addr(), worker.admin_addr());
+        let worker_task = tokio::spawn(worker.run(shutdown.clone().cancelled_owned()));
+
+        Ok(Self {
+            rtmp_addr,
+            http_base,
+            s3_addr,
+            ingest_admin_addr,
+            secrets,
+            s3_root,
+            shutdown,
+            storage: Some(storage),
+            services: vec![("edge host", host_task), ("ingest worker", worker_task)],
+        })
+    }
+
+    /// `rtmp://…/live/<stream key>`
+    pub fn publish_url(&self, stream_key: &str) -> String {
+        format!("rtmp://{}/live/{stream_key}", self.rtmp_addr)
+    }
+
+    /// Takes the S3 endpoint down (connections refused) until [`Stack::start_storage`].
+    pub async fn stop_storage(&mut self) -> anyhow::Result<()> {
+        if let Some((stop, task)) = self.storage.take() {
+            stop.cancel();
+            task.await.context("S3 task panicked")??;
+        }
+        Ok(())
+    }
+
+    /// Brings the S3 endpoint back on the same address and folder.
+    pub async fn start_storage(&mut self) -> anyhow::Result<()> {
+        if self.storage.is_none() {
+            let listener = bind(self.s3_addr, "S3").await?;
+            self.storage = Some(spawn_storage(
+                &self.s3_root,
+                &self.secrets,
+                listener,
+                &self.shutdown,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stops everything: the worker finalizes live playlists (while storage is still up), then
+    /// the host and storage stop.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        for (name, task) in self.services.drain(..) {
+            task.await
+                .with_context(|| format!("{name} panicked"))?
+                .with_context(|| format!("{name} failed"))?;
+        }
+        self.stop_storage().await
+    }
+}
+
+fn spawn_storage(
+    root: &Path,
+    secrets: &Secrets,
+    listener: TcpListener,
+    shutdown: &CancellationToken,
+) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
+    // A child token: stopping storage alone (failure tests) leaves the rest running, while the
+    // stack's shutdown still reaches it.
+    let stop = shutdown.child_token();
+    let config = S3Config {
+        root: root.to_path_buf(),
+        buckets: vec![MEDIA_BUCKET.to_owned(), KEY_BUCKET.to_owned()],
+        access_key: secrets.s3_access_key.clone(),
+        secret_key: secrets.s3_secret_key.clone(),
+    };
+    let task = tokio::spawn(s3::serve(config, listener, stop.clone().cancelled_owned()));
+    (stop, task)
+}
+
+/// The app variables the host gets: secrets, and storage pointed at the embedded endpoint.
+fn app_variables(
+    config: &StackConfig,
+    secrets: &Secrets,
+    s3_addr: SocketAddr,
+) -> BTreeMap<String, String> {
+    let key_period = config.segment_seconds * u64::from(config.segments_per_key);
+    let mut variables = BTreeMap::from([
+        ("api_token".to_owned(), secrets.api_token.clone()),
+        ("hook_secret".to_owned(), secrets.hook_secret.clone()),
+        ("signing_keys".to_owned(), secrets.signing_keys.clone()),
+        ("session_secret".to_owned(), secrets.session_secret.clone()),
+        ("wmsauth_key".to_owned(), secrets.wmsauth_key.clone()),
+        ("storage_endpoint".to_owned(), format!("http://{s3_addr}")),
+        ("storage_region".to_owned(), REGION.to_owned()),
+        (
+            "storage_access_key".to_owned(),
+            secrets.s3_access_key.clone(),
+        ),
+        (
+            "storage_secret_key".to_owned(),
+            secrets.s3_secret_key.clone(),
+        ),
+        ("media_bucket".to_owned(), MEDIA_BUCKET.to_owned()),
+        ("key_bucket".to_owned(), KEY_BUCKET.to_owned()),
+        ("key_period_seconds".to_owned(), key_period.to_string()),
+    ]);
+    variables.extend(config.variables.clone());
+    variables
+}
+
+/// The worker writes to the embedded S3 (keys in their own bucket) and asks the edge's api
+/// component whether a stream key may publish, exactly as it would ask nginx-rtmp's hook.
+fn ingest_config(
+    config: &StackConfig,
+    secrets: &Secrets,
+    s3_addr: SocketAddr,
+    http_base: &str,
+) -> gatecast_ingest::Config {
+    let mut worker = gatecast_ingest::Config::local(format!("s3://{MEDIA_BUCKET}"));
+    worker.rtmp.listen = config.rtmp;
+    worker.storage.keys_url = Some(format!("s3://{KEY_BUCKET}"));
+    worker.storage.s3.endpoint = Some(format!("http://{s3_addr}"));
+    worker.storage.s3.region = REGION.to_owned();
+    worker.storage.s3.access_key_id = Some(secrets.s3_access_key.clone());
+    worker.storage.s3.secret_access_key = Some(secrets.s3_secret_key.clone());
+    worker.auth.on_publish = Some(format!(
+        "{http_base}/hooks/on-publish?secret={}",
+        secrets.hook_secret
+    ));
+    worker.auth.on_publish_done = Some(format!(
+        "{http_base}/hooks/on-publish-done?secret={}",
+        secrets.hook_secret
+    ));
+    worker.media.segment_duration = Duration::from_secs(config.segment_seconds);
+    worker.media.segments_per_key = config.segments_per_key;
+    worker.media.record = config.record;
+    worker
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind the {what} listener on {addr}"))
+}
+
+fn random_bytes(count: usize) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = vec![0; count];
+    getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("OS random source: {error}"))?;
+    Ok(bytes)
+}
+
+/// URL-safe random text: fits in URLs, headers and RTMP stream names without escaping.
+fn random_text(bytes: usize) -> anyhow::Result<String> {
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(bytes)?))
+}
+
+/// Writes a file only its owner can read: it holds secrets.
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents)
+        .with_context(|| format!("cannot write {}", path.display()))
+}

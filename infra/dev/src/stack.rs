@@ -160,7 +160,7 @@ impl Stack {
 
         let s3_listener = bind(config.s3, "S3").await?;
         let s3_addr = s3_listener.local_addr()?;
-        let storage = spawn_storage(&s3_root, &secrets, s3_listener, &shutdown);
+        let storage = spawn_storage(&s3_root, &secrets, s3_listener);
 
         let http_listener = bind(config.http, "HTTP").await?;
         let http_addr = http_listener.local_addr()?;
@@ -215,12 +215,7 @@ impl Stack {
     pub async fn start_storage(&mut self) -> anyhow::Result<()> {
         if self.storage.is_none() {
             let listener = bind(self.s3_addr, "S3").await?;
-            self.storage = Some(spawn_storage(
-                &self.s3_root,
-                &self.secrets,
-                listener,
-                &self.shutdown,
-            ));
+            self.storage = Some(spawn_storage(&self.s3_root, &self.secrets, listener));
         }
         Ok(())
     }
@@ -242,11 +237,10 @@ fn spawn_storage(
     root: &Path,
     secrets: &Secrets,
     listener: TcpListener,
-    shutdown: &CancellationToken,
 ) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
-    // A child token: stopping storage alone (failure tests) leaves the rest running, while the
-    // stack's shutdown still reaches it.
-    let stop = shutdown.child_token();
+    // Its own token, not a child of the stack's: on shutdown the worker still writes the final
+    // playlists, so storage must outlive it (`Stack::shutdown` stops storage last).
+    let stop = CancellationToken::new();
     let config = S3Config {
         root: root.to_path_buf(),
         buckets: vec![MEDIA_BUCKET.to_owned(), KEY_BUCKET.to_owned()],

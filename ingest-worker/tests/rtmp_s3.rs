@@ -17,8 +17,8 @@ use shell_support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_outage_mid_stream_loses_nothing_referenced() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s3 = S3Server::start(dir.path().join("s3")).await;
-    let (media, keys_dir) = (s3.bucket_dir(), s3.keys_bucket_dir());
+    let mut s3 = start_s3(dir.path().join("s3")).await;
+    let (media, keys_dir) = (bucket_dir(&s3, S3_BUCKET), bucket_dir(&s3, S3_KEYS_BUCKET));
 
     let keys_file = dir.path().join("keys.toml");
     let key = "s3StreamKeyZ7vPq";
@@ -68,7 +68,7 @@ async fn s3_outage_mid_stream_loses_nothing_referenced() {
     })
     .await;
 
-    s3.stop().await;
+    s3.stop().await.expect("S3 stops");
     let during_outage = std::fs::read_to_string(&playlist).unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
@@ -76,7 +76,7 @@ async fn s3_outage_mid_stream_loses_nothing_referenced() {
         during_outage,
         "nothing is written while S3 is down"
     );
-    s3.restart().await;
+    s3.restart().await.expect("S3 restarts");
 
     let output = tokio::time::timeout(Duration::from_secs(40), publisher.wait_with_output())
         .await

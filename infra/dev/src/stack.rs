@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine as _;
+use gatecast_s3::{S3Config, S3Server};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-use crate::s3::{self, S3Config};
 
 /// Bucket of playlists and segments.
 pub const MEDIA_BUCKET: &str = "gatecast-media";
@@ -144,7 +143,7 @@ pub struct Stack {
     /// Root folder of the S3 buckets.
     pub s3_root: PathBuf,
     shutdown: CancellationToken,
-    storage: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+    storage: S3Server,
     services: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
 }
 
@@ -158,10 +157,10 @@ impl Stack {
         let shutdown = CancellationToken::new();
         let s3_root = config.data_dir.join("s3");
 
-        let s3_listener = bind(config.s3, "S3").await?;
-        let s3_addr = s3_listener.local_addr()?;
-        let storage = spawn_storage(&s3_root, &secrets, s3_listener);
-
+        // Storage has its own lifetime, not the stack's shutdown token: on shutdown the worker
+        // still writes the final playlists, so storage stops last (see `Stack::shutdown`).
+        let storage = S3Server::start(storage_config(&s3_root, &secrets), config.s3).await?;
+        let s3_addr = storage.addr();
         let http_listener = bind(config.http, "HTTP").await?;
         let http_addr = http_listener.local_addr()?;
         let http_base = format!("http://{http_addr}");
@@ -192,7 +191,7 @@ impl Stack {
             secrets,
             s3_root,
             shutdown,
-            storage: Some(storage),
+            storage,
             services: vec![("edge host", host_task), ("ingest worker", worker_task)],
         })
     }
@@ -204,20 +203,12 @@ impl Stack {
 
     /// Takes the S3 endpoint down (connections refused) until [`Stack::start_storage`].
     pub async fn stop_storage(&mut self) -> anyhow::Result<()> {
-        if let Some((stop, task)) = self.storage.take() {
-            stop.cancel();
-            task.await.context("S3 task panicked")??;
-        }
-        Ok(())
+        self.storage.stop().await
     }
 
     /// Brings the S3 endpoint back on the same address and folder.
     pub async fn start_storage(&mut self) -> anyhow::Result<()> {
-        if self.storage.is_none() {
-            let listener = bind(self.s3_addr, "S3").await?;
-            self.storage = Some(spawn_storage(&self.s3_root, &self.secrets, listener));
-        }
-        Ok(())
+        self.storage.restart().await
     }
 
     /// Stops everything: the worker finalizes live playlists (while storage is still up), then
@@ -233,22 +224,13 @@ impl Stack {
     }
 }
 
-fn spawn_storage(
-    root: &Path,
-    secrets: &Secrets,
-    listener: TcpListener,
-) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
-    // Its own token, not a child of the stack's: on shutdown the worker still writes the final
-    // playlists, so storage must outlive it (`Stack::shutdown` stops storage last).
-    let stop = CancellationToken::new();
-    let config = S3Config {
+fn storage_config(root: &Path, secrets: &Secrets) -> S3Config {
+    S3Config {
         root: root.to_path_buf(),
         buckets: vec![MEDIA_BUCKET.to_owned(), KEY_BUCKET.to_owned()],
         access_key: secrets.s3_access_key.clone(),
         secret_key: secrets.s3_secret_key.clone(),
-    };
-    let task = tokio::spawn(s3::serve(config, listener, stop.clone().cancelled_owned()));
-    (stop, task)
+    }
 }
 
 /// The app variables the host gets: secrets, and storage pointed at the embedded endpoint.

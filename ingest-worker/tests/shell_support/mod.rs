@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatecast_ingest::{Config, Stores, Worker};
+use gatecast_s3::{S3Config, S3Server};
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -22,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::process::Command;
 use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 // ---------------------------------------------------------------------------------------------
 // Log capture
@@ -569,91 +570,23 @@ pub const S3_SECRET_KEY: &str = "gatecast-test-secret-0123456789";
 pub const S3_BUCKET: &str = "media";
 pub const S3_KEYS_BUCKET: &str = "private-keys";
 
-pub struct S3Server {
-    pub addr: SocketAddr,
-    pub root: PathBuf,
-    task: Option<JoinHandle<()>>,
+/// Starts a real S3 endpoint (s3s + s3s-fs, SigV4 with the test credentials) over `root` on
+/// `127.0.0.1:0`, with the media and key buckets created.
+pub async fn start_s3(root: PathBuf) -> S3Server {
+    let config = S3Config {
+        root,
+        buckets: vec![S3_BUCKET.to_owned(), S3_KEYS_BUCKET.to_owned()],
+        access_key: S3_ACCESS_KEY.to_owned(),
+        secret_key: S3_SECRET_KEY.to_owned(),
+    };
+    S3Server::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("S3 endpoint starts")
 }
 
-impl S3Server {
-    /// Serves `root` (bucket folders inside) on `127.0.0.1:0`.
-    pub async fn start(root: PathBuf) -> Self {
-        std::fs::create_dir_all(root.join(S3_BUCKET)).unwrap();
-        std::fs::create_dir_all(root.join(S3_KEYS_BUCKET)).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut server = Self {
-            addr,
-            root,
-            task: None,
-        };
-        server.serve(listener);
-        server
-    }
-
-    fn serve(&mut self, listener: TcpListener) {
-        let file_system = s3s_fs::FileSystem::new(&self.root).expect("s3s-fs root");
-        let service = {
-            let mut builder = s3s::service::S3ServiceBuilder::new(file_system);
-            builder.set_auth(s3s::auth::SimpleAuth::from_single(
-                S3_ACCESS_KEY,
-                S3_SECRET_KEY,
-            ));
-            builder.build()
-        };
-        self.task = Some(tokio::spawn(async move {
-            // Dropping the set (when this task is aborted) aborts every open connection too.
-            let mut connections = JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let service = service.clone();
-                connections.spawn(async move {
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                while connections.try_join_next().is_some() {}
-            }
-        }));
-    }
-
-    /// Stops serving and drops every open connection: the port refuses connections.
-    pub async fn stop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
-
-    /// Serves again on the same port and folder.
-    pub async fn restart(&mut self) {
-        let listener = TcpListener::bind(self.addr)
-            .await
-            .expect("rebind the same port");
-        self.serve(listener);
-    }
-
-    pub fn bucket_dir(&self) -> PathBuf {
-        self.root.join(S3_BUCKET)
-    }
-
-    pub fn keys_bucket_dir(&self) -> PathBuf {
-        self.root.join(S3_KEYS_BUCKET)
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
+/// The folder behind a bucket of `s3`.
+pub fn bucket_dir(s3: &S3Server, bucket: &str) -> PathBuf {
+    s3.config().root.join(bucket)
 }
 
 /// Writes a keys file.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use gatecast_dev::s3::{S3Config, serve};
+use gatecast_s3::{S3Config, serve};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};

@@ -1,11 +1,15 @@
 //! An embedded S3 endpoint: `s3s` speaking the S3 protocol (with SigV4 authentication) over a
 //! folder through `s3s-fs`. Buckets are sub-folders of the root.
 //!
+//! [`serve`] runs it on a listener until a shutdown future completes; [`S3Server`] wraps that in a
+//! handle that can take the endpoint down and bring it back on the same port and folder.
+//!
 //! Why embedded rather than a separate server: `cargo run -p gatecast-dev` must bring the whole
 //! stack up on a fresh machine, and the tests need to stop and restart storage mid-stream on the
 //! same port and folder to prove that nothing referenced is ever lost.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -15,6 +19,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// How the embedded endpoint is set up.
 #[derive(Debug, Clone)]
@@ -89,4 +95,83 @@ fn create_bucket_folder(root: &Path, bucket: &str) -> anyhow::Result<()> {
     let folder = root.join(bucket);
     std::fs::create_dir_all(&folder)
         .with_context(|| format!("cannot create bucket folder {}", folder.display()))
+}
+
+/// A running endpoint that can be stopped and restarted on the same address and folder.
+#[derive(Debug)]
+pub struct S3Server {
+    addr: SocketAddr,
+    config: S3Config,
+    running: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl S3Server {
+    /// Binds `addr` (port 0 picks a free port) and starts serving.
+    pub async fn start(config: S3Config, addr: SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind the S3 endpoint on {addr}"))?;
+        let addr = listener.local_addr().context("S3 listener address")?;
+        let mut server = Self {
+            addr,
+            config,
+            running: None,
+        };
+        server.spawn(listener);
+        Ok(server)
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`, the endpoint URL S3 clients are given.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The configuration it serves (root folder, buckets, credentials).
+    pub fn config(&self) -> &S3Config {
+        &self.config
+    }
+
+    /// Stops accepting (the port refuses connections) and waits for open requests to end.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some((stop, task)) = self.running.take() {
+            stop.cancel();
+            task.await.context("S3 task panicked")??;
+        }
+        Ok(())
+    }
+
+    /// Serves again on the same address and folder; a no-op while running.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        if self.running.is_none() {
+            let listener = TcpListener::bind(self.addr)
+                .await
+                .with_context(|| format!("cannot rebind the S3 endpoint on {}", self.addr))?;
+            self.spawn(listener);
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, listener: TcpListener) {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve(
+            self.config.clone(),
+            listener,
+            stop.clone().cancelled_owned(),
+        ));
+        self.running = Some((stop, task));
+    }
+}
+
+impl Drop for S3Server {
+    /// A dropped handle must not leave a server behind (tests drop theirs on failure paths).
+    fn drop(&mut self) {
+        if let Some((stop, _task)) = self.running.take() {
+            stop.cancel();
+        }
+    }
 }

@@ -11,7 +11,7 @@ use wasmtime::component::{
     Accessor, FutureReader, HasData, Linker, Resource, ResourceTable, StreamReader,
 };
 
-mod generated {
+pub(crate) mod generated {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "gatecast:host/spin-host",
@@ -19,6 +19,8 @@ mod generated {
         imports: { default: trappable },
         with: {
             "spin:key-value/key-value.store": crate::kv::KvStore,
+            "wasi:keyvalue/store.bucket": crate::kv::KvStore,
+            "wasi:keyvalue/atomics.cas": crate::wasi_keyvalue::Cas,
         },
     });
 }
@@ -48,6 +50,7 @@ pub fn add_to_linker<T: Send + 'static>(
 ) -> wasmtime::Result<()> {
     kv_wit::add_to_linker::<T, SpinInterfaces>(linker, getter)?;
     vars_wit::add_to_linker::<T, SpinInterfaces>(linker, getter)?;
+    crate::wasi_keyvalue::add_to_linker(linker, getter)?;
     Ok(())
 }
 

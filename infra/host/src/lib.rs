@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod routing;
 mod server;
 pub mod variables;
+mod wasi_keyvalue;
 
 pub use host::{BodyError, Host, HostBody, HostConfig};
 pub use server::serve;

@@ -8,3 +8,5 @@
 
 pub mod ffmpeg;
 pub mod hls;
+pub mod stack;
+pub mod viewer;

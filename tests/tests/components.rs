@@ -1,0 +1,37 @@
+//! The built components fit the edge budget: each at most 400 KB (400 000 bytes), and each is
+//! a WebAssembly component (not a core module), which is what Spin and the host load.
+
+use gatecast_e2e::stack::target_dir;
+
+const BUDGET_BYTES: u64 = 400_000;
+const COMPONENTS: [&str; 4] = ["playlist", "key", "segment", "api"];
+
+#[test]
+fn each_component_is_a_wasm_component_of_at_most_400_kb() -> anyhow::Result<()> {
+    let dir = target_dir().join("wasm32-wasip2").join("wasm");
+    let mut report = Vec::new();
+    for name in COMPONENTS {
+        let path = dir.join(format!("gatecast_fn_{name}.wasm"));
+        let bytes = std::fs::read(&path).map_err(|error| {
+            anyhow::anyhow!(
+                "{}: {error} (build with infra/run-tests.sh)",
+                path.display()
+            )
+        })?;
+        // `\0asm`, then version 0x0d and layer 1: the component binary format.
+        assert_eq!(&bytes[..4], b"\0asm", "{name} is not WebAssembly");
+        assert_eq!(
+            &bytes[4..8],
+            &[0x0d, 0x00, 0x01, 0x00],
+            "{name} is not a component"
+        );
+        let size = bytes.len() as u64;
+        report.push(format!("{name}: {size} bytes"));
+        assert!(
+            size <= BUDGET_BYTES,
+            "{name} is {size} bytes, over the {BUDGET_BYTES} budget"
+        );
+    }
+    eprintln!("{}", report.join(", "));
+    Ok(())
+}

@@ -94,6 +94,7 @@ async fn malformed_requests_get_4xx_never_5xx() -> anyhow::Result<()> {
         plain(&format!("/live/cam/index.m3u8?t={huge_query}")),
         plain("/live/cam/index.m3u8?wmsAuthSign=%%%%bm90IGJhc2U2NA"),
         plain("/live/cam/index.m3u8?wmsAuthSign=c2VydmVyX3RpbWU9eHg="),
+        get_with("/live/cam/index.m3u8", &format!("\r\nX-Big: {big_header}")),
         get_with(
             "/live/cam/index.m3u8",
             &format!("\r\nX-Huge: {huge_header}"),

@@ -1,0 +1,409 @@
+//! Concurrent RTMP publishers sustained in real time: `gatecast-ingest` vs nginx 1.22 +
+//! libnginx-mod-rtmp (`hls on; hls_keys on;`), same recorded FLV, same machine, same run.
+//!
+//! For each server and each N: N `ffmpeg -re -stream_loop -1 -c copy` publishers replay the
+//! FLV; after a warm-up, segments produced during a window are compared with what real time
+//! demands (N × window / segment length), and the server's CPU and RSS are read from `/proc`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use gatecast_bench::load_average;
+use gatecast_bench::nginx::Nginx;
+use gatecast_bench::procstat::{MachineCpu, Sample};
+use tokio::process::{Child, Command};
+
+const SEGMENT_SECONDS: u64 = 4;
+const SEGMENTS_PER_KEY: u32 = 6;
+/// Produced / expected segments at or above which a run counts as keeping up with real time
+/// (the window edges cost up to one segment per stream).
+const SUSTAINED_RATIO: f64 = 0.9;
+
+#[derive(Parser)]
+struct Args {
+    /// Publisher counts to step through, in order.
+    #[arg(long, value_delimiter = ',', default_value = "4,8,16,32,48,64")]
+    streams: Vec<usize>,
+    /// Seconds before the measurement window (connects, first segments).
+    #[arg(long, default_value_t = 10)]
+    warmup: u64,
+    /// Measurement window in seconds.
+    #[arg(long, default_value_t = 20)]
+    window: u64,
+    /// Which servers: `gatecast`, `nginx` or both.
+    #[arg(long, value_delimiter = ',', default_value = "gatecast,nginx")]
+    servers: Vec<String>,
+    /// Recorded input (created on first use: 30 s 720p H.264 2.5 Mbit/s veryfast + AAC).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Release binary of the ingest worker (default: $CARGO_TARGET_DIR/release/gatecast-ingest).
+    #[arg(long)]
+    ingest_bin: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let target_dir = PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or("target".into()));
+    let input = match &args.input {
+        Some(path) => path.clone(),
+        None => record_input(&target_dir.join("bench-input-720p-30s.flv")).await?,
+    };
+    let ingest_bin = args
+        .ingest_bin
+        .clone()
+        .unwrap_or_else(|| target_dir.join("release/gatecast-ingest"));
+    println!(
+        "server    N  segments/expected  sustained  server CPU%  RSS MB  (idle MB)  RSS/stream MB  \
+         publishers CPU%  machine busy%  load avg"
+    );
+    for server in &args.servers {
+        for &streams in &args.streams {
+            let work = tempfile::tempdir()?;
+            let outcome = match server.as_str() {
+                "gatecast" => {
+                    let mut worker = Gatecast::start(&ingest_bin, work.path(), streams).await?;
+                    let outcome = measure(&args, &input, streams, &mut worker).await;
+                    worker.stop().await?;
+                    outcome?
+                }
+                "nginx" => {
+                    let mut nginx = NginxRtmp::start(work.path()).await?;
+                    let outcome = measure(&args, &input, streams, &mut nginx).await;
+                    nginx.nginx.stop().await?;
+                    outcome?
+                }
+                other => bail!("unknown server {other}"),
+            };
+            println!("{server:8} {outcome}");
+            if !outcome.sustained() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What one (server, N) run measured.
+struct Outcome {
+    streams: usize,
+    produced: u64,
+    expected: f64,
+    server_cpu_percent: f64,
+    rss_bytes: u64,
+    idle_rss_bytes: u64,
+    publishers_cpu_percent: f64,
+    machine_busy_percent: f64,
+    publishers_exited: usize,
+}
+
+impl Outcome {
+    fn sustained(&self) -> bool {
+        self.publishers_exited == 0 && self.produced as f64 >= SUSTAINED_RATIO * self.expected
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mb = |bytes: u64| bytes as f64 / 1e6;
+        write!(
+            f,
+            "{:3}  {:5}/{:<5.0} ({:4.2})  {:9}  {:10.1}  {:6.1}  ({:7.1})  {:13.2}  {:15.1}  {:13.0}  {}",
+            self.streams,
+            self.produced,
+            self.expected,
+            self.produced as f64 / self.expected,
+            if self.sustained() { "yes" } else { "NO" },
+            self.server_cpu_percent,
+            mb(self.rss_bytes),
+            mb(self.idle_rss_bytes),
+            mb(self.rss_bytes.saturating_sub(self.idle_rss_bytes)) / self.streams as f64,
+            self.publishers_cpu_percent,
+            self.machine_busy_percent,
+            load_average(),
+        )?;
+        if self.publishers_exited > 0 {
+            write!(f, "  ({} publishers exited)", self.publishers_exited)?;
+        }
+        Ok(())
+    }
+}
+
+/// A server under test: where to publish and how many segments it has finished so far.
+trait Server {
+    fn pid(&self) -> anyhow::Result<u32>;
+    fn publish_url(&self, index: usize) -> String;
+    async fn segments(&self) -> anyhow::Result<u64>;
+}
+
+async fn measure(
+    args: &Args,
+    input: &Path,
+    streams: usize,
+    server: &mut impl Server,
+) -> anyhow::Result<Outcome> {
+    let idle = Sample::of_tree(server.pid()?)?;
+    let mut publishers = Vec::with_capacity(streams);
+    for index in 0..streams {
+        publishers.push(publish(input, &server.publish_url(index))?);
+        // Spread the keyframes (and the segment closes) of the streams over time.
+        tokio::time::sleep(Duration::from_millis(
+            SEGMENT_SECONDS * 1000 / streams as u64,
+        ))
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let publisher_pids: Vec<u32> = publishers.iter().filter_map(Child::id).collect();
+    let (before, publishers_before, machine_before) = (
+        Sample::of_tree(server.pid()?)?,
+        Sample::of(&publisher_pids)?,
+        MachineCpu::read()?,
+    );
+    let segments_before = server.segments().await?;
+    let mut rss_bytes = 0;
+    for _ in 0..args.window {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss_bytes = rss_bytes.max(Sample::of_tree(server.pid()?)?.rss_bytes);
+    }
+    let segments_after = server.segments().await?;
+    let (after, publishers_after, machine_after) = (
+        Sample::of_tree(server.pid()?)?,
+        Sample::of(&publisher_pids)?,
+        MachineCpu::read()?,
+    );
+    let mut publishers_exited = 0;
+    for publisher in &mut publishers {
+        if publisher.try_wait()?.is_some() {
+            publishers_exited += 1;
+        }
+        publisher.kill().await?;
+    }
+    Ok(Outcome {
+        streams,
+        produced: segments_after - segments_before,
+        expected: (streams as u64 * args.window) as f64 / SEGMENT_SECONDS as f64,
+        server_cpu_percent: after.cpu_percent_since(&before),
+        rss_bytes,
+        idle_rss_bytes: idle.rss_bytes,
+        publishers_cpu_percent: publishers_after.cpu_percent_since(&publishers_before),
+        machine_busy_percent: machine_after.busy_percent_since(&machine_before),
+        publishers_exited,
+    })
+}
+
+/// One publisher replaying the recording in real time, forever.
+fn publish(input: &Path, url: &str) -> anyhow::Result<Child> {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-stream_loop", "-1", "-i"])
+        .arg(input)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start ffmpeg")
+}
+
+/// Records the input once: 30 s of 720p30 test pattern, H.264 veryfast at 2.5 Mbit/s with a
+/// keyframe every 2 s, AAC 128 kbit/s.
+async fn record_input(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    let partial = path.with_extension("partial.flv");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", "30", "-c:v", "libx264", "-preset", "veryfast"])
+        .args(["-b:v", "2500k", "-maxrate", "2500k", "-bufsize", "5000k"])
+        .args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0"])
+        .args([
+            "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-f", "flv",
+        ])
+        .arg(&partial)
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("recording the input failed: {status}");
+    }
+    std::fs::rename(&partial, path)?;
+    Ok(path.to_path_buf())
+}
+
+/// The release `gatecast-ingest` binary with file storage and a keys file of N keys.
+struct Gatecast {
+    child: Child,
+    rtmp_port: u16,
+    admin_port: u16,
+}
+
+impl Gatecast {
+    async fn start(binary: &Path, work: &Path, streams: usize) -> anyhow::Result<Self> {
+        let keys = work.join("keys.toml");
+        let table: String = (0..streams)
+            .map(|index| {
+                format!(
+                    "[[channel]]\nkey = \"{}\"\nname = \"s{index}\"\nactive = true\n",
+                    key(index)
+                )
+            })
+            .collect();
+        std::fs::write(&keys, table)?;
+        let storage = work.join("storage");
+        std::fs::create_dir_all(&storage)?;
+        let (rtmp_port, admin_port) = (gatecast_bench::free_port()?, gatecast_bench::free_port()?);
+        let child = Command::new(binary)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{rtmp_port}"))
+            .arg("--admin")
+            .arg(format!("127.0.0.1:{admin_port}"))
+            .arg("--keys")
+            .arg(&keys)
+            .arg("--storage")
+            .arg(format!("file://{}", storage.display()))
+            .args(["--segment-seconds", &SEGMENT_SECONDS.to_string()])
+            .args(["--segments-per-key", &SEGMENTS_PER_KEY.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let worker = Self {
+            child,
+            rtmp_port,
+            admin_port,
+        };
+        for _ in 0..100 {
+            if worker.metrics().await.is_ok() {
+                return Ok(worker);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("gatecast-ingest did not start")
+    }
+
+    async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(
+            reqwest::get(format!("http://127.0.0.1:{}/metrics", self.admin_port))
+                .await?
+                .error_for_status()?
+                .text()
+                .await?,
+        )
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+}
+
+fn key(index: usize) -> String {
+    format!("bench-stream-key-{index:04}")
+}
+
+impl Server for Gatecast {
+    fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("gatecast-ingest exited")
+    }
+
+    fn publish_url(&self, index: usize) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{}", self.rtmp_port, key(index))
+    }
+
+    /// Segments stored (uploaded), from `/metrics`; dropped segments do not count.
+    async fn segments(&self) -> anyhow::Result<u64> {
+        let metrics = self.metrics().await?;
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("gatecast_ingest_segments_stored_total "))
+            .context("no gatecast_ingest_segments_stored_total in /metrics")?
+            .trim()
+            .parse()
+            .context("segments_stored_total")
+    }
+}
+
+/// nginx 1.22 + nginx-rtmp, one worker, HLS with keys, old fragments kept so they can be counted.
+struct NginxRtmp {
+    nginx: Nginx,
+    port: u16,
+    hls: PathBuf,
+}
+
+impl NginxRtmp {
+    async fn start(work: &Path) -> anyhow::Result<Self> {
+        let (hls, keys) = (work.join("hls"), work.join("keys"));
+        std::fs::create_dir_all(&hls)?;
+        std::fs::create_dir_all(&keys)?;
+        let port = gatecast_bench::free_port()?;
+        let body = format!(
+            r#"worker_processes 1;
+events {{ worker_connections 4096; }}
+rtmp {{
+    server {{
+        listen 127.0.0.1:{port};
+        chunk_size 4096;
+        application live {{
+            live on;
+            record off;
+            hls on;
+            hls_path {hls};
+            hls_nested on;
+            hls_fragment {SEGMENT_SECONDS}s;
+            hls_playlist_length 30s;
+            hls_cleanup off;
+            hls_keys on;
+            hls_key_path {keys};
+            hls_key_url /keys/;
+            hls_fragments_per_key {SEGMENTS_PER_KEY};
+        }}
+    }}
+}}
+"#,
+            hls = hls.display(),
+            keys = keys.display()
+        );
+        let nginx = Nginx::start(
+            &work.join("nginx-rtmp"),
+            &["ngx_rtmp_module.so"],
+            &body,
+            "",
+            port,
+        )
+        .await?;
+        Ok(Self { nginx, port, hls })
+    }
+}
+
+impl Server for NginxRtmp {
+    fn pid(&self) -> anyhow::Result<u32> {
+        self.nginx.pid()
+    }
+
+    fn publish_url(&self, index: usize) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{}", self.port, key(index))
+    }
+
+    /// Finished fragments on disk (`hls_cleanup off` keeps them all; the open one is `.ts` too,
+    /// one per stream at both ends of the window, so it cancels out).
+    async fn segments(&self) -> anyhow::Result<u64> {
+        let mut count = 0;
+        for stream in std::fs::read_dir(&self.hls)? {
+            let stream = stream?.path();
+            if stream.is_dir() {
+                count += std::fs::read_dir(&stream)?
+                    .filter_map(Result::ok)
+                    .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "ts"))
+                    .count() as u64;
+            }
+        }
+        Ok(count)
+    }
+}

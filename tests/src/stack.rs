@@ -91,6 +91,22 @@ impl TestStack {
         Ok(bytes)
     }
 
+    /// `GET <path>` of the management API with the bearer token; the answer's JSON.
+    pub async fn api_get(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(&self.stack.secrets.api_token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("GET {path} answered {status}");
+        }
+        response.json().await.context("API JSON")
+    }
+
     /// Creates channel `name` and returns its secret stream key.
     pub async fn create_channel(&self, name: &str) -> anyhow::Result<String> {
         let body = self

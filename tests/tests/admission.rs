@@ -15,6 +15,13 @@ async fn every_admission_path_plays_decrypted_h264_and_aac() -> anyhow::Result<(
     let test = TestStack::start().await?;
     // Four segments of 2 s at 3 segments per key span at least two keys.
     let broadcast = test.broadcast(STREAM, 12, 4).await?;
+    let live = test.api_get("/api/streams/cam").await?;
+    assert_eq!(live["name"], STREAM);
+    assert_eq!(
+        live["live"], true,
+        "a publishing stream is not live: {live}"
+    );
+    assert!(!live.to_string().contains(&broadcast.stream_key));
     let mut seen = Vec::new();
 
     let playback = gatecast_token(&test).await?;
@@ -42,7 +49,27 @@ async fn every_admission_path_plays_decrypted_h264_and_aac() -> anyhow::Result<(
         );
     }
     broadcast.finish().await?;
+    test.wait_ended(STREAM, std::time::Duration::from_secs(20))
+        .await?;
+    let ended = poll_until_offline(&test).await?;
+    assert_eq!(
+        ended["live"], false,
+        "an ended stream is still live: {ended}"
+    );
     test.shutdown().await
+}
+
+/// `/api/streams/cam` until the worker's publish-done hook has marked it offline (the hook
+/// follows the final playlist write, so give it a few seconds).
+async fn poll_until_offline(test: &TestStack) -> anyhow::Result<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = test.api_get("/api/streams/cam").await?;
+        if status["live"] == false || tokio::time::Instant::now() >= deadline {
+            return Ok(status);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// `/api/sign` → `?t=` playlist URL. Key URIs carry their own key-scope token (not the

@@ -196,6 +196,8 @@ async fn sanctions_cut_viewers_off_at_the_next_key() -> anyhow::Result<()> {
         ..
     } = broadcast;
     ffmpeg::wait(&mut ffmpeg, Duration::from_secs(40)).await?;
+    test.wait_ended("cam", Duration::from_secs(20)).await?;
+    let stored_before = std::fs::read(test.stored_playlist_path("cam"))?;
     let mut banned = ffmpeg::publish(&test.stack.publish_url(&stream_key), 4)?;
     let status = ffmpeg::wait(&mut banned, Duration::from_secs(30)).await?;
     assert!(!status.success(), "a banned streamer published");
@@ -204,6 +206,11 @@ async fn sanctions_cut_viewers_off_at_the_next_key() -> anyhow::Result<()> {
     let mut stranger = ffmpeg::publish(&test.stack.publish_url("not-a-stream-key-0000"), 4)?;
     let status = ffmpeg::wait(&mut stranger, Duration::from_secs(30)).await?;
     assert!(!status.success(), "an unknown stream key published");
+    assert_eq!(
+        std::fs::read(test.stored_playlist_path("cam"))?,
+        stored_before,
+        "a refused publish changed the stored playlist"
+    );
 
     // Re-enabling the channel lifts the ban on its keys.
     test.api_ok("/api/channels/cam/enable", None).await?;

@@ -32,7 +32,8 @@ pub struct TestStack {
     pub stack: Stack,
     /// A plain HTTP client without cookies or redirects.
     pub client: reqwest::Client,
-    data_dir: tempfile::TempDir,
+    /// Secrets, S3 objects and KV stores; deleted when the test's stack is dropped.
+    _data_dir: tempfile::TempDir,
 }
 
 impl TestStack {
@@ -55,7 +56,7 @@ impl TestStack {
         Ok(Self {
             stack,
             client,
-            data_dir,
+            _data_dir: data_dir,
         })
     }
 
@@ -217,11 +218,6 @@ impl TestStack {
             }
         }
         Ok(paths)
-    }
-
-    /// The temporary data folder (secrets, S3 objects, KV stores).
-    pub fn data_dir(&self) -> &Path {
-        self.data_dir.path()
     }
 
     /// Stops the stack (the worker finalizes playlists first).

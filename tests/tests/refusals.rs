@@ -92,6 +92,11 @@ async fn bad_credentials_get_a_bodiless_403() -> anyhow::Result<()> {
     )
     .await?;
 
+    // This stream's key token, on another stream's key of the same id.
+    let other_key = key_url.replacen("/keys/cam/", "/keys/other/", 1);
+    assert_ne!(&other_key, key_url);
+    assert_refused(client, &other_key, None, "key token of another stream").await?;
+
     // Another stream's token, on this stream's playlist.
     let other = test.sign_for("other", "v1", "s1").await?;
     let other_token = query_param(&other, "t").expect("t");

@@ -40,12 +40,23 @@ impl TestStack {
     /// Starts a stack with 2 s segments, 3 segments per key, and segment URIs signed (the
     /// tests fetch segments through the edge, as a deployment with a private `live/` does).
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// [`TestStack::start`] with extra app variables (`(name, value)`, overriding spin.toml's
+    /// defaults).
+    pub async fn start_with(variables: &[(&str, &str)]) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir().context("temp dir")?;
         let mut config = StackConfig::ephemeral(data_dir.path(), workspace_dir().join("spin.toml"));
         config.target_dir = Some(target_dir());
         config
             .variables
             .insert("sign_segments".to_owned(), "true".to_owned());
+        for (name, value) in variables {
+            config
+                .variables
+                .insert((*name).to_owned(), (*value).to_owned());
+        }
         let stack = Stack::start(config)
             .await
             .context("stack does not start (were the components built? see infra/run-tests.sh)")?;
@@ -181,7 +192,7 @@ impl TestStack {
 
     /// Polls the stored live playlist of `stream`, read straight from the S3 folder (not
     /// through the code under test), until `ready` holds or `limit` passes.
-    async fn wait_for_playlist(
+    pub async fn wait_for_playlist(
         &self,
         stream: &str,
         limit: Duration,

@@ -223,3 +223,63 @@ async fn sanctions_cut_viewers_off_at_the_next_key() -> anyhow::Result<()> {
     assert!(!playback.key_urls.is_empty());
     test.shutdown().await
 }
+
+/// The nginx-rtmp `on_publish` hook the worker (or nginx) calls: the right stream key is
+/// redirected to the public name (302, `Location: <name>`), any other key, a disabled channel
+/// or a wrong hook secret is refused; a rotated key replaces the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_hook_maps_only_valid_keys_to_public_names() -> anyhow::Result<()> {
+    let test = TestStack::start().await?;
+    let stream_key = test.create_channel("cam").await?;
+    let secret = test.stack.secrets.hook_secret.clone();
+    assert_eq!(
+        on_publish(&test, &secret, &stream_key).await?,
+        (302, Some("cam".to_owned()))
+    );
+    assert_eq!(on_publish(&test, &secret, "not-a-stream-key").await?.0, 403);
+    assert_eq!(on_publish(&test, "wrong-secret", &stream_key).await?.0, 403);
+
+    let rotated: serde_json::Value =
+        serde_json::from_slice(&test.api_ok("/api/channels/cam/rotate", None).await?)?;
+    let new_key = rotated["stream_key"].as_str().expect("rotated key");
+    assert_ne!(new_key, stream_key);
+    assert_eq!(
+        on_publish(&test, &secret, &stream_key).await?.0,
+        403,
+        "the old key still publishes"
+    );
+    assert_eq!(
+        on_publish(&test, &secret, new_key).await?,
+        (302, Some("cam".to_owned()))
+    );
+
+    test.api_ok("/api/channels/cam/disable", None).await?;
+    assert_eq!(
+        on_publish(&test, &secret, new_key).await?.0,
+        403,
+        "a disabled channel publishes"
+    );
+    test.shutdown().await
+}
+
+/// Calls the `on_publish` hook as nginx-rtmp does; returns the status and `Location`.
+async fn on_publish(
+    test: &TestStack,
+    secret: &str,
+    stream_key: &str,
+) -> anyhow::Result<(u16, Option<String>)> {
+    let url = stack::with_query(&test.url("/hooks/on-publish"), "secret", secret)?;
+    let response = test
+        .client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("app=live&name={stream_key}"))
+        .send()
+        .await?;
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    Ok((response.status().as_u16(), location))
+}

@@ -259,6 +259,9 @@ fn app_variables(
         ("media_bucket".to_owned(), MEDIA_BUCKET.to_owned()),
         ("key_bucket".to_owned(), KEY_BUCKET.to_owned()),
         ("key_period_seconds".to_owned(), key_period.to_string()),
+        // The local stack has no public bucket in front of `live/`: segments are served by the
+        // segment function, which only passes signed requests.
+        ("sign_segments".to_owned(), "true".to_owned()),
     ]);
     variables.extend(config.variables.clone());
     variables

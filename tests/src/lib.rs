@@ -8,5 +8,6 @@
 
 pub mod ffmpeg;
 pub mod hls;
+pub mod ppv;
 pub mod stack;
 pub mod viewer;

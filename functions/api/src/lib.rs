@@ -7,9 +7,11 @@
 
 use gatecast_core::api::{self, ApiError, ApiRoute, ChannelKeyResponse};
 use gatecast_core::layout::StreamName;
+use gatecast_core::ppv::{self as core_ppv, Price};
 use gatecast_core::registry::{self, ChannelRecord, PublishDecision, StreamStatus};
 use gatecast_core::reply::{self, Reply};
 use gatecast_spin_shell::outage;
+use gatecast_spin_shell::ppv::{self, Ledger};
 use spin_sdk::http::body::IncomingBodyExt as _;
 use spin_sdk::http::{Request, Response, StatusCode};
 use spin_sdk::http_service;
@@ -47,6 +49,7 @@ async fn serve(request: Request) -> Result<Reply> {
             return Ok(reply::unauthorized());
         }
     }
+    let request_query = request.uri().query().map(str::to_owned);
     let body = request
         .into_body()
         .bytes()
@@ -55,7 +58,8 @@ async fn serve(request: Request) -> Result<Reply> {
     if body.len() > MAX_BODY_BYTES {
         return Ok(reply::status(StatusCode::PAYLOAD_TOO_LARGE));
     }
-    match dispatch(route, &body).await? {
+    let query = request_query.unwrap_or_default();
+    match dispatch(route, &body, &query).await? {
         Ok(reply) => Ok(reply),
         Err(error) => Ok(reply::status(error.status())),
     }
@@ -63,7 +67,7 @@ async fn serve(request: Request) -> Result<Reply> {
 
 /// Runs one authenticated endpoint. The outer `Result` is an outage (503), the inner one a
 /// refused request (4xx).
-async fn dispatch(route: ApiRoute, body: &[u8]) -> Result<Result<Reply, ApiError>> {
+async fn dispatch(route: ApiRoute, body: &[u8], query: &str) -> Result<Result<Reply, ApiError>> {
     let now = outage::unix_now();
     Ok(match route {
         ApiRoute::Sign => sign(body, now).await?,
@@ -91,6 +95,68 @@ async fn dispatch(route: ApiRoute, body: &[u8]) -> Result<Result<Reply, ApiError
         }
         ApiRoute::UnblockViewer(viewer) => {
             Ok(mark(&registry::blocked_viewer_key(&viewer), None).await?)
+        }
+        ApiRoute::SetPrice(name) => {
+            match api::parse_body::<api::SetPriceRequest>(body).and_then(|request| {
+                request
+                    .price
+                    .parse::<Price>()
+                    .map_err(|_| ApiError::MalformedBody)
+            }) {
+                Ok(price) => {
+                    Ledger::open()?
+                        .set(&core_ppv::price_key(&name), price.to_string().as_bytes())?;
+                    Ok(reply::status(StatusCode::NO_CONTENT))
+                }
+                Err(error) => Err(error),
+            }
+        }
+        ApiRoute::Credit(viewer) => match api::parse_body::<api::CreditsRequest>(body) {
+            Ok(request) if request.credits > 0 => {
+                let balance = Ledger::open()?.credit(&viewer, i64::from(request.credits))?;
+                Ok(balance_reply(viewer, balance))
+            }
+            Ok(_) => Err(ApiError::MalformedBody),
+            Err(error) => Err(error),
+        },
+        ApiRoute::Debit(viewer) => match api::parse_body::<api::CreditsRequest>(body) {
+            Ok(request) if request.credits > 0 => {
+                let ledger = Ledger::open()?;
+                if ledger.debit(&viewer, u64::from(request.credits))? {
+                    Ok(balance_reply(viewer.clone(), ledger.balance(&viewer)?))
+                } else {
+                    Ok(reply::status(StatusCode::CONFLICT))
+                }
+            }
+            Ok(_) => Err(ApiError::MalformedBody),
+            Err(error) => Err(error),
+        },
+        ApiRoute::Balance(viewer) => {
+            let balance = Ledger::open()?.balance(&viewer)?;
+            Ok(balance_reply(viewer, balance))
+        }
+        ApiRoute::Sync => Ok(sync().await?),
+        ApiRoute::Usage => match gatecast_core::form::field(query, "stream")
+            .and_then(|stream| StreamName::parse(&stream).ok())
+        {
+            Some(stream) => {
+                let ledger = Ledger::open()?;
+                let report = core_ppv::StreamUsageReport {
+                    stream: stream.to_string(),
+                    unique_viewers: ledger
+                        .counter(&core_ppv::usage_viewers_key(&stream))?
+                        .unwrap_or(0),
+                    viewer_seconds: ledger
+                        .counter(&core_ppv::usage_seconds_key(&stream))?
+                        .unwrap_or(0),
+                };
+                Ok(reply::json(StatusCode::OK, api::to_body(&report)))
+            }
+            None => Err(ApiError::InvalidPath),
+        },
+        ApiRoute::KeyAudit(stream, key_id) => {
+            let entries = ppv::audit_log(&Ledger::open()?, &stream, key_id)?;
+            Ok(reply::json(StatusCode::OK, api::to_body(&entries)))
         }
         ApiRoute::OnPublish => Ok(on_publish(body, now).await?),
         ApiRoute::OnPublishDone => Ok(on_publish_done(body).await?),
@@ -258,6 +324,33 @@ async fn save_channel(store: &Store, name: &StreamName, channel: &ChannelRecord)
         .set(registry::channel_key(name), channel.to_json())
         .await
         .context("writing a channel")
+}
+
+/// `POST /api/ppv/sync`, for an external scheduler (feature `ppv-sync`).
+#[cfg(feature = "ppv-sync")]
+async fn sync() -> Result<Reply> {
+    Ok(match ppv::sync(&Ledger::open()?).await {
+        Ok(denied) => reply::json(
+            StatusCode::OK,
+            format!("{{\"denied\":{denied}}}").into_bytes(),
+        ),
+        Err(ppv::SyncFailure::NotConfigured) => reply::status(StatusCode::NOT_FOUND),
+        Err(ppv::SyncFailure::Handler(why)) => {
+            eprintln!("api: ppv sync: {why}");
+            reply::status(StatusCode::BAD_GATEWAY)
+        }
+    })
+}
+
+/// Without the `ppv-sync` feature the component has no sync: 404.
+#[cfg(not(feature = "ppv-sync"))]
+async fn sync() -> Result<Reply> {
+    Ok(reply::status(StatusCode::NOT_FOUND))
+}
+
+fn balance_reply(viewer: String, balance: i64) -> Reply {
+    let body = api::BalanceResponse { viewer, balance };
+    reply::json(StatusCode::OK, api::to_body(&body))
 }
 
 fn key_reply(status: StatusCode, name: &StreamName, stream_key: String) -> Reply {

@@ -11,6 +11,13 @@
 //! POST /api/sessions/<session>/revoke   -> 204
 //! POST /api/viewers/<viewer>/block      -> 204
 //! POST /api/viewers/<viewer>/unblock    -> 204
+//! POST /api/ppv/prices/<name>          {"price":"free"|"key:<n>"|"minute:<n>"} -> 204
+//! POST /api/ppv/viewers/<viewer>/credit {"credits":n} -> {"viewer","balance"}
+//! POST /api/ppv/viewers/<viewer>/debit  {"credits":n} -> {"viewer","balance"} | 409
+//! GET  /api/ppv/viewers/<viewer>/balance -> {"viewer","balance"}
+//! POST /api/ppv/sync                    -> {"denied":n} | 502 (handler down or wrong Solution)
+//! GET  /api/ppv/usage?stream=<name>     -> {"stream","unique_viewers","viewer_seconds"}
+//! GET  /api/audit/keys/<name>/<key id>  -> [{"viewer","session","ip","at"}]
 //! POST /hooks/on-publish?secret=..      form body (nginx-rtmp) -> 302 Location: <name> | 403
 //! POST /hooks/on-publish-done?secret=.. form body -> 200
 //! ```
@@ -106,6 +113,20 @@ pub enum ApiRoute {
     BlockViewer(String),
     /// `POST /api/viewers/<viewer>/unblock`
     UnblockViewer(String),
+    /// `POST /api/ppv/prices/<name>`
+    SetPrice(StreamName),
+    /// `POST /api/ppv/viewers/<viewer>/credit`
+    Credit(String),
+    /// `POST /api/ppv/viewers/<viewer>/debit`
+    Debit(String),
+    /// `GET /api/ppv/viewers/<viewer>/balance`
+    Balance(String),
+    /// `POST /api/ppv/sync`
+    Sync,
+    /// `GET /api/ppv/usage?stream=<name>` (the stream comes from the query)
+    Usage,
+    /// `GET /api/audit/keys/<name>/<key id>`
+    KeyAudit(StreamName, u64),
     /// `POST /hooks/on-publish`
     OnPublish,
     /// `POST /hooks/on-publish-done`
@@ -134,6 +155,16 @@ impl ApiRoute {
             ["api", "sessions", session, "revoke"] => ("POST", Self::RevokeSession(id(session)?)),
             ["api", "viewers", viewer, "block"] => ("POST", Self::BlockViewer(id(viewer)?)),
             ["api", "viewers", viewer, "unblock"] => ("POST", Self::UnblockViewer(id(viewer)?)),
+            ["api", "ppv", "prices", stream] => ("POST", Self::SetPrice(name(stream)?)),
+            ["api", "ppv", "viewers", viewer, "credit"] => ("POST", Self::Credit(id(viewer)?)),
+            ["api", "ppv", "viewers", viewer, "debit"] => ("POST", Self::Debit(id(viewer)?)),
+            ["api", "ppv", "viewers", viewer, "balance"] => ("GET", Self::Balance(id(viewer)?)),
+            ["api", "ppv", "sync"] => ("POST", Self::Sync),
+            ["api", "ppv", "usage"] => ("GET", Self::Usage),
+            ["api", "audit", "keys", stream, key_id] => {
+                let key_id = key_id.parse().map_err(|_| ApiError::InvalidPath)?;
+                ("GET", Self::KeyAudit(name(stream)?, key_id))
+            }
             ["hooks", "on-publish"] => ("POST", Self::OnPublish),
             ["hooks", "on-publish-done"] => ("POST", Self::OnPublishDone),
             _ => return Err(ApiError::NotFound),
@@ -263,6 +294,29 @@ pub struct ChannelKeyResponse {
     pub stream_key: String,
 }
 
+/// `POST /api/ppv/prices/<name>` body.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SetPriceRequest {
+    /// `free`, `key:<n>` or `minute:<n>` ([`crate::ppv::Price`]).
+    pub price: String,
+}
+
+/// `POST /api/ppv/viewers/<viewer>/credit|debit` body.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreditsRequest {
+    /// Credits to add or take; must be positive.
+    pub credits: u32,
+}
+
+/// A viewer's balance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BalanceResponse {
+    /// Viewer id.
+    pub viewer: String,
+    /// Credits left.
+    pub balance: i64,
+}
+
 /// Parses a JSON request body.
 pub fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody)
@@ -350,6 +404,50 @@ pub fn sign(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn routes_pay_per_view_endpoints() {
+        let benw = StreamName::parse("benw").expect("valid name");
+        for (method, path, route) in [
+            (
+                "POST",
+                "/api/ppv/prices/benw",
+                ApiRoute::SetPrice(benw.clone()),
+            ),
+            (
+                "POST",
+                "/api/ppv/viewers/ID_1/credit",
+                ApiRoute::Credit("ID_1".into()),
+            ),
+            (
+                "POST",
+                "/api/ppv/viewers/ID_1/debit",
+                ApiRoute::Debit("ID_1".into()),
+            ),
+            (
+                "GET",
+                "/api/ppv/viewers/ID_1/balance",
+                ApiRoute::Balance("ID_1".into()),
+            ),
+            ("POST", "/api/ppv/sync", ApiRoute::Sync),
+            ("GET", "/api/ppv/usage", ApiRoute::Usage),
+            (
+                "GET",
+                "/api/audit/keys/benw/42",
+                ApiRoute::KeyAudit(benw.clone(), 42),
+            ),
+        ] {
+            assert_eq!(ApiRoute::parse(method, path), Ok(route), "{path}");
+        }
+        assert_eq!(
+            ApiRoute::parse("GET", "/api/audit/keys/benw/x"),
+            Err(ApiError::InvalidPath)
+        );
+        assert_eq!(
+            ApiRoute::parse("GET", "/api/ppv/sync"),
+            Err(ApiError::MethodNotAllowed)
+        );
+    }
+
     use super::*;
 
     fn name(text: &str) -> StreamName {

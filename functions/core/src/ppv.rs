@@ -4,8 +4,9 @@
 //!
 //! Two ways to charge, both enforced at the key endpoint (a viewer who cannot get the next key
 //! stops playing within one key period — the stateless cut-off of protocols.md §6):
-//! - per key period: [`decide_charge`] debits [`charge_for_key_period`] credits the first time a
-//!   viewer fetches a given key id of a stream, and records a marker so refetches are free;
+//! - per key period: [`charge_for_key_period`] credits are debited the first time a viewer
+//!   fetches a given key id of a stream, exactly once (the [`Claim`] protocol on an atomic
+//!   counter), so refetches, retries and concurrent requests are free;
 //! - WMSPanel-style sync: usage is reported as a [`SyncRequest`] built by
 //!   [`build_sync_request`], and the handler's [`SyncResponse`] deny list blocks viewers.
 //!
@@ -13,11 +14,23 @@
 //!
 //! ```text
 //! ppv-price:<stream>                     Price text ("free", "key:<n>", "minute:<n>")
-//! ppv-balance:<viewer>                   decimal credits left
-//! ppv-charged:<stream>:<key id>:<viewer> decimal unix time of the charge (marker)
-//! ppv-denied:<viewer>                    decimal unix time the viewer was put on the deny list
+//! ppv-balance:<viewer>                   credits left (counter: i64, 8 bytes little-endian)
+//! ppv-charged:<stream>:<key id>:<viewer> claim counter (see Claim; >= PAID_MARK = paid)
+//! ppv-denied:<viewer>                    present while the WMSPanel handler denies the viewer
+//! ppv-denylist                           JSON list of the ids the last accepted sync denied
 //! sessions:<viewer>                      JSON SessionSet (concurrent-session cap)
+//! ppv-usage-seconds:<stream>             counter of viewer-seconds (key periods served)
+//! ppv-usage-viewers:<stream>             counter of unique viewers
+//! ppv-seen:<stream>:<viewer>             counter (first increment = new unique viewer)
+//! ppv-pending:<stream> <viewer> <ip>     counter of seconds not yet reported to the handler
+//! ppv-audit-count:<stream>:<key id>      audit sequence counter
+//! ppv-audit:<stream>:<key id>:<n>        JSON AuditEntry (append-only)
+//! ppv-audit-seen:<stream>:<key id>:<session>:<viewer>  counter (log once per session)
+//! ppv-sync-last, ppv-sync-round:<n>      last sync start; per-round lease counter
 //! ```
+//!
+//! Counters use Spin's encoding (8-byte little-endian `i64`) because they are written with the
+//! KV's atomic `increment` (`wasi:keyvalue/atomics`).
 //!
 //! The stream and key id come before the viewer in the marker so a viewer id (validated by
 //! [`crate::registry::validate_id`], but possibly holding `:` in other deployments) is always
@@ -341,46 +354,6 @@ impl fmt::Display for Price {
     }
 }
 
-/// What to do with a key request under a price.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ChargeDecision {
-    /// Serve the key; nothing to write (free stream, or this key id is already paid for).
-    Serve,
-    /// Serve the key after writing `new_balance` to [`balance_key`] and the marker to
-    /// [`charged_key`] (marker first is safer: a lost balance write favours the viewer, a
-    /// lost marker write charges twice).
-    Charge {
-        /// Credits taken.
-        amount: u64,
-        /// Balance after the charge.
-        new_balance: u64,
-    },
-    /// Refuse the key: the balance does not cover the period.
-    InsufficientCredits,
-}
-
-/// The per-key-period charging rule. `balance` is the viewer's credits (0 when absent) and
-/// `already_charged` whether [`charged_key`] exists for this viewer, stream and key id.
-pub fn decide_charge(
-    price: Price,
-    key_period_seconds: u64,
-    balance: u64,
-    already_charged: bool,
-) -> ChargeDecision {
-    let amount = charge_for_key_period(price, key_period_seconds);
-    if amount == 0 || already_charged {
-        return ChargeDecision::Serve;
-    }
-    match balance.checked_sub(amount) {
-        Some(new_balance) => ChargeDecision::Charge {
-            amount,
-            new_balance,
-        },
-        None => ChargeDecision::InsufficientCredits,
-    }
-}
-
 /// `ppv-price:<stream>`: the stream's [`Price`] text.
 pub fn price_key(stream: &StreamName) -> String {
     format!("ppv-price:{stream}")
@@ -450,6 +423,204 @@ impl SessionSet {
         });
         true
     }
+}
+
+/// Header naming why a key was refused, so a player or support tool can tell "pay first"
+/// from "forbidden" without gatecast leaking anything else.
+pub const REASON_HEADER: &str = "x-gatecast-reason";
+
+/// Why pay-per-view refused a key; the [`REASON_HEADER`] value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The balance does not cover this key period (or the stream is paid and the viewer
+    /// token names no viewer to charge).
+    PaymentRequired,
+    /// The viewer is on the WMSPanel handler's deny list.
+    Denied,
+    /// The viewer already has the allowed number of concurrent sessions.
+    SessionLimit,
+}
+
+impl Refusal {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PaymentRequired => "payment-required",
+            Self::Denied => "denied",
+            Self::SessionLimit => "session-limit",
+        }
+    }
+
+    /// The 403 answer carrying this reason.
+    pub fn reply(self) -> crate::reply::Reply {
+        let mut reply = crate::reply::refused();
+        reply
+            .headers_mut()
+            .insert(REASON_HEADER, http::HeaderValue::from_static(self.as_str()));
+        reply
+    }
+}
+
+/// Added to a charge marker (an atomic counter, see [`Claim`]) once the charge is complete.
+/// Far above any number of concurrent claimants, so "paid" is `value >= PAID_MARK`.
+pub const PAID_MARK: i64 = 1 << 40;
+
+/// What one atomic `increment(charged_key, 1)` tells its caller. The marker counts claimants:
+/// exactly one caller sees 1 after the marker was absent, and only that caller debits; it then
+/// adds [`PAID_MARK`] (done) or deletes the marker (refused: the next claimant starts over).
+/// This is the exactly-once rule: the KV's increment is atomic (one SQLite transaction in
+/// Spin's and gatecast's backends, `INCRBY` on Redis), while a compare-and-swap from "absent"
+/// is not (Spin writes unconditionally when the key was absent), so it cannot claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Claim {
+    /// First claimant: debit, then mark paid (or delete the marker if refused).
+    Charge,
+    /// The period is paid for: serve without charging.
+    Paid,
+    /// Another request is charging right now: wait for it to finish.
+    InFlight,
+}
+
+/// Classifies the value an `increment(charged_key, 1)` returned (or a plain read of it).
+pub fn classify_claim(counter: i64) -> Claim {
+    if counter >= PAID_MARK {
+        Claim::Paid
+    } else if counter == 1 {
+        Claim::Charge
+    } else {
+        Claim::InFlight
+    }
+}
+
+/// Credits are stored as Spin counters (8 bytes, little-endian `i64`) so a credit is one atomic
+/// `increment` and a debit a compare-and-swap on the exact bytes. Anything else reads as `None`.
+pub fn decode_counter(stored: &[u8]) -> Option<i64> {
+    <[u8; 8]>::try_from(stored).ok().map(i64::from_le_bytes)
+}
+
+/// The stored form of a counter (see [`decode_counter`]).
+pub fn encode_counter(value: i64) -> [u8; 8] {
+    value.to_le_bytes()
+}
+
+/// The balance after taking `amount` from `balance`, or `None` when it does not cover it (a
+/// balance never goes negative).
+pub fn debit(balance: i64, amount: u64) -> Option<i64> {
+    let amount = i64::try_from(amount).ok()?;
+    balance.checked_sub(amount).filter(|left| *left >= 0)
+}
+
+/// `ppv-usage-seconds:<stream>`: counter of viewer-seconds served (one key period per first
+/// fetch of a key id by a viewer).
+pub fn usage_seconds_key(stream: &StreamName) -> String {
+    format!("ppv-usage-seconds:{stream}")
+}
+
+/// `ppv-usage-viewers:<stream>`: counter of distinct viewers of the stream.
+pub fn usage_viewers_key(stream: &StreamName) -> String {
+    format!("ppv-usage-viewers:{stream}")
+}
+
+/// `ppv-seen:<stream>:<viewer>`: counter whose first increment counts a new unique viewer.
+pub fn seen_key(viewer: &str, stream: &StreamName) -> String {
+    format!("ppv-seen:{stream}:{viewer}")
+}
+
+/// Prefix of the per-viewer seconds not yet reported to the WMSPanel handler.
+pub const PENDING_PREFIX: &str = "ppv-pending:";
+
+/// `ppv-pending:<stream> <viewer> <ip>`: seconds watched since the last sync (counter). Space
+/// separates the parts: neither stream names nor viewer ids nor IPs contain one.
+pub fn pending_key(stream: &StreamName, viewer: &str, ip: &str) -> String {
+    format!("{PENDING_PREFIX}{stream} {viewer} {ip}")
+}
+
+/// The stream, viewer and IP of a [`pending_key`].
+pub fn parse_pending_key(key: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = key.strip_prefix(PENDING_PREFIX)?.splitn(3, ' ');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+/// `ppv-audit-count:<stream>:<key id>`: sequence of the key id's audit log.
+pub fn audit_count_key(stream: &StreamName, key_id: u64) -> String {
+    format!("ppv-audit-count:{stream}:{key_id}")
+}
+
+/// `ppv-audit:<stream>:<key id>:<n>`: the `n`th (from 1) [`AuditEntry`] of the key id, written
+/// once under a sequence number from one atomic increment, so entries are never overwritten.
+pub fn audit_entry_key(stream: &StreamName, key_id: u64, sequence: i64) -> String {
+    format!("ppv-audit:{stream}:{key_id}:{sequence}")
+}
+
+/// `ppv-audit-seen:<stream>:<key id>:<session>:<viewer>`: counter so each (viewer, session) is
+/// logged once per key id, however often its player refetches.
+pub fn audit_seen_key(stream: &StreamName, key_id: u64, viewer: &str, session: &str) -> String {
+    format!("ppv-audit-seen:{stream}:{key_id}:{session}:{viewer}")
+}
+
+/// Who fetched a key id, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Viewer id (empty when the credential names none).
+    pub viewer: String,
+    /// Session id (empty when the credential names none).
+    pub session: String,
+    /// Client IP as the edge saw it (empty when unknown).
+    pub ip: String,
+    /// Unix time of the first fetch.
+    pub at: u64,
+}
+
+/// `GET /api/ppv/usage` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamUsageReport {
+    /// Stream name.
+    pub stream: String,
+    /// Distinct viewers who fetched a key.
+    pub unique_viewers: i64,
+    /// Key periods served, in seconds.
+    pub viewer_seconds: i64,
+}
+
+/// `ppv-denylist`: JSON list of the ids the last accepted sync denied, so the next sync can
+/// lift the ones it no longer lists.
+pub const DENY_LIST_KEY: &str = "ppv-denylist";
+
+/// `ppv-sync-last`: unix time (counter encoding) the last sync round started.
+pub const SYNC_LAST_KEY: &str = "ppv-sync-last";
+
+/// `ppv-sync-round:<n>`: counter whose first increment wins round `n` (`now / interval`), the
+/// lease that lets exactly one request run a sync per interval.
+pub fn sync_round_key(round: u64) -> String {
+    format!("ppv-sync-round:{round}")
+}
+
+/// Whether a sync is due at `now`: the last one started `interval` or more seconds ago.
+pub fn sync_due(last_started: Option<i64>, now: u64, interval: u64) -> bool {
+    match last_started.and_then(|last| u64::try_from(last).ok()) {
+        Some(last) => now.saturating_sub(last) >= interval,
+        None => true,
+    }
+}
+
+/// The ids to add to and lift from the deny list when `next` replaces `previous`.
+pub fn deny_list_changes<'a>(
+    previous: &'a [String],
+    next: &'a [String],
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    let added = next
+        .iter()
+        .filter(|id| !previous.contains(id))
+        .map(String::as_str)
+        .collect();
+    let lifted = previous
+        .iter()
+        .filter(|id| !next.contains(id))
+        .map(String::as_str)
+        .collect();
+    (added, lifted)
 }
 
 #[cfg(test)]
@@ -601,34 +772,6 @@ mod tests {
     }
 
     #[test]
-    fn charge_decisions() {
-        let price = Price::CreditsPerMinute(2);
-        assert_eq!(
-            decide_charge(price, 60, 5, false),
-            ChargeDecision::Charge {
-                amount: 2,
-                new_balance: 3
-            }
-        );
-        assert_eq!(
-            decide_charge(price, 60, 2, false),
-            ChargeDecision::Charge {
-                amount: 2,
-                new_balance: 0
-            }
-        );
-        assert_eq!(
-            decide_charge(price, 60, 1, false),
-            ChargeDecision::InsufficientCredits
-        );
-        assert_eq!(decide_charge(price, 60, 0, true), ChargeDecision::Serve);
-        assert_eq!(
-            decide_charge(Price::Free, 60, 0, false),
-            ChargeDecision::Serve
-        );
-    }
-
-    #[test]
     fn prices_round_trip_as_text() {
         for (text, price) in [
             ("free", Price::Free),
@@ -654,6 +797,50 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn claims_counters_and_debits() {
+        assert_eq!(classify_claim(1), Claim::Charge);
+        assert_eq!(classify_claim(2), Claim::InFlight);
+        assert_eq!(classify_claim(PAID_MARK), Claim::Paid);
+        assert_eq!(classify_claim(PAID_MARK + 3), Claim::Paid);
+        // Spin's counter bytes for 5 and -7 (little-endian two's complement, by hand).
+        assert_eq!(encode_counter(5), [5, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            decode_counter(&[0xf9, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            Some(-7)
+        );
+        assert_eq!(decode_counter(b"5"), None);
+        assert_eq!(debit(5, 2), Some(3));
+        assert_eq!(debit(2, 2), Some(0));
+        assert_eq!(debit(1, 2), None);
+        assert_eq!(debit(-1, 0), None);
+        assert_eq!(debit(5, u64::MAX), None);
+    }
+
+    #[test]
+    fn refusals_carry_their_reason() {
+        let reply = Refusal::PaymentRequired.reply();
+        assert_eq!(reply.status(), http::StatusCode::FORBIDDEN);
+        assert_eq!(reply.headers()[REASON_HEADER], "payment-required");
+    }
+
+    #[test]
+    fn pending_keys_round_trip_and_syncs_fall_due() {
+        let key = pending_key(&name("benw"), "ID_1", "2001:db8::1");
+        assert_eq!(key, "ppv-pending:benw ID_1 2001:db8::1");
+        assert_eq!(
+            parse_pending_key(&key),
+            Some(("benw", "ID_1", "2001:db8::1"))
+        );
+        assert_eq!(parse_pending_key("ppv-pending:benw ID_1"), None);
+        assert!(sync_due(None, 100, 30));
+        assert!(!sync_due(Some(80), 100, 30));
+        assert!(sync_due(Some(70), 100, 30));
+        let previous = vec!["a".to_owned(), "b".to_owned()];
+        let next = vec!["b".to_owned(), "c".to_owned()];
+        assert_eq!(deny_list_changes(&previous, &next), (vec!["c"], vec!["a"]));
     }
 
     #[test]

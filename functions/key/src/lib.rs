@@ -5,18 +5,21 @@
 //! Order: credential ([`gatecast_core::access`]: a key-scope viewer token the playlist minted,
 //! never the playlist URL's own token, or seed 000's `s=` token) → sanctions in the `viewers`
 //! store (banned stream, revoked session, blocked viewer, pay-per-view deny list) → for seed 000
-//! sessions, the site's `authorize_key` answer (cached per key period) → pay-per-view: a priced
-//! stream debits the viewer once per key id ([`gatecast_core::ppv::decide_charge`]) → the key
-//! object from the private key bucket, which must be exactly 16 bytes. Any refusal is a bodiless
-//! 403; a store, site or storage failure is 503 with `Retry-After`.
+//! sessions, the site's `authorize_key` answer (cached per key period) → pay-per-view
+//! ([`gatecast_spin_shell::ppv::admit_key`]: session cap, exactly-once debit per key id with the
+//! KV's atomics, usage and audit) → the key object from the private key bucket, which must be
+//! exactly 16 bytes. With the `ppv-sync` feature, a due WMSPanel sync runs before the
+//! sanctions (`gatecast_spin_shell::ppv::maybe_sync`). Any refusal is a bodiless 403 (pay-per-view
+//! ones name their reason in `X-Gatecast-Reason`); a store, site or storage failure is 503 with
+//! `Retry-After`.
 
 use gatecast_core::access::{self, Grant};
 use gatecast_core::layout::{RequestedObject, StreamName};
-use gatecast_core::ppv::{self, ChargeDecision, Price};
+use gatecast_core::ppv::{self as core_ppv, Refusal};
 use gatecast_core::registry::{self, AuthorizationDecision};
 use gatecast_core::reply::{self, Content, Reply};
 use gatecast_core::viewer_token::Scope;
-use gatecast_spin_shell::{outage, viewer};
+use gatecast_spin_shell::{outage, ppv, viewer};
 use spin_sdk::http::{EmptyBody, Method, Request, Response};
 use spin_sdk::http_service;
 use spin_sdk::key_value::Store;
@@ -50,13 +53,23 @@ async fn serve(request: &Request) -> Result<Reply> {
     let viewers = Store::open(registry::VIEWERS_STORE)
         .await
         .context("opening the viewers store")?;
+    let ledger = ppv::Ledger::open()?;
+    // The stateless WMSPanel trigger: runs before the sanctions so a viewer the handler just
+    // denied is refused by this very request. Behind a feature: it costs ~38 KB and puts the
+    // component over the 400 KB edge budget (see `Cargo.toml`).
+    #[cfg(feature = "ppv-sync")]
+    ppv::maybe_sync(&ledger, now).await?;
     for sanction in grant.sanction_keys(stream) {
         if viewers
             .exists(&sanction)
             .await
             .context("reading sanctions")?
         {
-            return Ok(reply::refused());
+            return Ok(if sanction.starts_with(core_ppv::DENIED_PREFIX) {
+                Refusal::Denied.reply()
+            } else {
+                reply::refused()
+            });
         }
     }
     if let Grant::Session { cookie } = &grant
@@ -64,10 +77,24 @@ async fn serve(request: &Request) -> Result<Reply> {
     {
         return Ok(reply::refused());
     }
-    // HEAD is a safe method (RFC 9110 §9.2.1): it answers what GET would, without debiting.
-    let debit = request.method() != Method::HEAD;
-    if !paid_for(&viewers, &grant, stream, *key_id, now, debit).await? {
-        return Ok(reply::refused());
+    let (viewer_id, session) = match &grant {
+        Grant::Viewer(claims) => (claims.viewer.as_str(), claims.session.as_str()),
+        _ => ("", ""),
+    };
+    let fetch = ppv::KeyFetch {
+        stream,
+        key_id: *key_id,
+        viewer: viewer_id,
+        session,
+        ip: viewer::client_ip(request)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default(),
+        now,
+        // HEAD is a safe method (RFC 9110 §9.2.1): it answers what GET would, without debiting.
+        debit: request.method() != Method::HEAD,
+    };
+    if let Some(refusal) = ppv::admit_key(&ledger, &fetch).await? {
+        return Ok(refusal.reply());
     }
     Ok(
         match viewer::fetch("key_bucket", &object.storage_path(), now).await? {
@@ -136,70 +163,4 @@ async fn site_authorizes(
         eprintln!("key: caching an authorization: {error}");
     }
     Ok(allowed)
-}
-
-/// Pay-per-view: whether this key period may be served. A stream without a price is free; a
-/// priced one needs a viewer id (from the viewer token) whose balance covers the period, debited
-/// once per key id. The KV has no transactions, so two simultaneous first fetches of one key id
-/// may both charge; the marker is written first so a lost balance write favours the viewer.
-/// Without `debit` (a `HEAD` request) the decision is made but nothing is written.
-async fn paid_for(
-    viewers: &Store,
-    grant: &Grant,
-    stream: &StreamName,
-    key_id: u64,
-    now: u64,
-    debit: bool,
-) -> Result<bool> {
-    let Some(price) = viewers
-        .get(ppv::price_key(stream))
-        .await
-        .context("reading the stream price")?
-    else {
-        return Ok(true);
-    };
-    let price: Price = String::from_utf8_lossy(&price)
-        .parse()
-        .context("stream price")?;
-    let key_period: u64 = outage::variable("key_period_seconds")
-        .await?
-        .parse()
-        .context("key_period_seconds")?;
-    if ppv::charge_for_key_period(price, key_period) == 0 {
-        return Ok(true);
-    }
-    let viewer = match grant {
-        Grant::Viewer(claims) if !claims.viewer.is_empty() => claims.viewer.as_str(),
-        // A paid stream needs someone to charge.
-        _ => return Ok(false),
-    };
-    let marker = ppv::charged_key(viewer, stream, key_id);
-    let already_charged = viewers.exists(&marker).await.context("reading a charge")?;
-    let balance = match viewers
-        .get(ppv::balance_key(viewer))
-        .await
-        .context("reading a balance")?
-    {
-        Some(stored) => String::from_utf8_lossy(&stored)
-            .trim()
-            .parse()
-            .context("stored balance")?,
-        None => 0,
-    };
-    match ppv::decide_charge(price, key_period, balance, already_charged) {
-        ChargeDecision::Serve => Ok(true),
-        ChargeDecision::Charge { .. } if !debit => Ok(true),
-        ChargeDecision::Charge { new_balance, .. } => {
-            viewers
-                .set(&marker, now.to_string())
-                .await
-                .context("recording a charge")?;
-            viewers
-                .set(ppv::balance_key(viewer), new_balance.to_string())
-                .await
-                .context("debiting a balance")?;
-            Ok(true)
-        }
-        _ => Ok(false),
-    }
 }

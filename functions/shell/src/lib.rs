@@ -10,6 +10,8 @@
 //!   response step.
 //! - [`viewer`]: what the viewer-facing components (`playlist`, `key`, `segment`) read from a
 //!   request, the signing keys, and storage reads.
+//! - [`ppv`]: pay-per-view on the `viewers` store through `wasi:keyvalue` atomics.
 
 pub mod outage;
+pub mod ppv;
 pub mod viewer;

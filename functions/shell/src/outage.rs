@@ -19,6 +19,19 @@ use spin_sdk::http::{FullBody, Method, Response};
 #[derive(Debug)]
 pub struct Outage(String);
 
+impl Outage {
+    /// An outage described by `message` (never a secret).
+    pub fn new(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl std::fmt::Display for Outage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The result of a component's I/O glue.
 pub type Result<T, E = Outage> = std::result::Result<T, E>;
 

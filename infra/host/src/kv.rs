@@ -188,7 +188,7 @@ impl KvStore {
     /// value is an `i64` in 8 little-endian bytes, so one caller's `1` is never lost to
     /// another's concurrent increment, and exactly one caller sees each value.
     pub fn increment(&self, key: &str, delta: i64) -> Result<i64, AtomicError> {
-        let outcome = self.with(|c, store| {
+        self.with(|c, store| {
             let transaction = c.unchecked_transaction()?;
             let current: Option<Vec<u8>> = transaction
                 .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
@@ -212,8 +212,7 @@ impl KvStore {
                 .execute(params![store, key, next.to_le_bytes().as_slice()])?;
             transaction.commit()?;
             Ok(Ok(next))
-        })?;
-        outcome
+        })?
     }
 
     /// Writes `value` under `key` if the stored value still equals `observed` (what a `cas`

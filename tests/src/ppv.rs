@@ -93,6 +93,8 @@ pub struct HandlerState {
     pub deny: Vec<String>,
     /// Answer a `Solution` computed with another token.
     pub wrong_solution: bool,
+    /// Answer 500 (a handler that is down).
+    pub down: bool,
     /// Every request body received, parsed.
     pub requests: Vec<Value>,
     /// Whether python found each request's `Signature` right.
@@ -145,6 +147,11 @@ impl Handler {
         state.wrong_solution = wrong_solution;
     }
 
+    /// Makes the handler answer 500 (`true`) or work again.
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().expect("handler state").down = down;
+    }
+
     /// Number of sync requests received so far.
     pub fn received(&self) -> usize {
         self.state.lock().expect("handler state").requests.len()
@@ -182,9 +189,9 @@ async fn serve(
     let puzzle = request["Puzzle"].as_str().unwrap_or_default().to_owned();
     let expected = b64_md5(&format!("{id}{puzzle}{token}")).await?;
     let signature_ok = request["Signature"].as_str() == Some(expected.as_str());
-    let (deny, wrong) = {
+    let (deny, wrong, down) = {
         let state = state.lock().expect("handler state");
-        (state.deny.clone(), state.wrong_solution)
+        (state.deny.clone(), state.wrong_solution, state.down)
     };
     let solution_token = if wrong { "not-the-token" } else { token };
     let solution = b64_md5(&format!("{puzzle}{solution_token}")).await?;
@@ -194,10 +201,10 @@ async fn serve(
         state.requests.push(request);
         state.signatures_ok.push(signature_ok);
     }
-    let status = if signature_ok {
-        "200 OK"
-    } else {
-        "403 Forbidden"
+    let status = match (down, signature_ok) {
+        (true, _) => "500 Internal Server Error",
+        (false, true) => "200 OK",
+        (false, false) => "403 Forbidden",
     };
     let response = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

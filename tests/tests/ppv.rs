@@ -317,7 +317,7 @@ async fn pay_per_view_charges_once_caps_sessions_and_audits() -> anyhow::Result<
 /// `cargo test -p gatecast-e2e --test ppv -- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs key and api built with the ppv-sync feature"]
-async fn wmspanel_handler_denies_and_lifts_within_one_sync_interval() -> anyhow::Result<()> {
+async fn wmspanel_handler_denies_lifts_and_fails_closed() -> anyhow::Result<()> {
     let handler = Handler::start(TOKEN).await?;
     let stack = PpvStack::start(&[
         ("key_period_seconds", "6".to_owned()),
@@ -326,6 +326,7 @@ async fn wmspanel_handler_denies_and_lifts_within_one_sync_interval() -> anyhow:
         ("ppv_token", TOKEN.to_owned()),
         ("ppv_server_id", "edge-e2e".to_owned()),
         ("ppv_sync_interval_seconds", "2".to_owned()),
+        ("ppv_fail_open", "false".to_owned()),
     ])
     .await?;
     let (mut ffmpeg, _) = paid_broadcast(&stack).await?;
@@ -353,6 +354,25 @@ async fn wmspanel_handler_denies_and_lifts_within_one_sync_interval() -> anyhow:
         "sync answered {status} {body}"
     );
     assert_key_decrypts(&stack, &denied_keys[0]).await?;
+
+    // Fail-closed (ppv_fail_open = false): with the handler down for two intervals, a viewer
+    // no accepted sync has reported is refused, a reported one keeps access; back up → admitted.
+    handler.set_down(true);
+    // "Two intervals" is 4 s; whole-second clocks on both sides need a margin.
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    credit(&stack, "v-new", 10).await?;
+    let new_keys = keys_for(&stack, "v-new", "s-new").await?;
+    let newest = new_keys.last().context("keys")?;
+    assert_refused_for(&stack, &newest.key_url, "sync-unavailable").await?;
+    let known_keys = keys_for(&stack, "v-deny", "s-deny").await?;
+    assert_key_decrypts(&stack, known_keys.last().context("keys")?).await?;
+    handler.set_down(false);
+    let (status, _) = stack.api(Method::POST, "/api/ppv/sync", None).await?;
+    ensure!(
+        status == 200,
+        "sync after the handler came back answered {status}"
+    );
+    assert_key_decrypts(&stack, newest).await?;
 
     // Every sync the handler saw was signed right (python's md5), and the usage reported the
     // viewers with 6 s deltas per key period watched.

@@ -440,6 +440,9 @@ pub enum Refusal {
     Denied,
     /// The viewer already has the allowed number of concurrent sessions.
     SessionLimit,
+    /// Fail-closed: the handler has not answered a sync for two intervals and this viewer was
+    /// never reported in an accepted sync.
+    SyncUnavailable,
 }
 
 impl Refusal {
@@ -449,6 +452,7 @@ impl Refusal {
             Self::PaymentRequired => "payment-required",
             Self::Denied => "denied",
             Self::SessionLimit => "session-limit",
+            Self::SyncUnavailable => "sync-unavailable",
         }
     }
 
@@ -590,6 +594,23 @@ pub const DENY_LIST_KEY: &str = "ppv-denylist";
 
 /// `ppv-sync-last`: unix time (counter encoding) the last sync round started.
 pub const SYNC_LAST_KEY: &str = "ppv-sync-last";
+
+/// `ppv-sync-ok`: unix time (counter encoding) of the last sync the handler accepted.
+pub const SYNC_OK_KEY: &str = "ppv-sync-ok";
+
+/// `ppv-known:<viewer>`: the viewer was reported in an accepted sync (fail-closed admits it).
+pub fn known_key(viewer: &str) -> String {
+    format!("ppv-known:{viewer}")
+}
+
+/// Fail-closed rule: with the handler silent for more than two intervals since `last_ok` (or
+/// never heard from), only viewers it already knows are admitted.
+pub fn handler_is_stale(last_ok: Option<i64>, now: u64, interval: u64) -> bool {
+    match last_ok.and_then(|last| u64::try_from(last).ok()) {
+        Some(last) => now.saturating_sub(last) > interval.saturating_mul(2),
+        None => true,
+    }
+}
 
 /// `ppv-sync-round:<n>`: counter whose first increment wins round `n` (`now / interval`), the
 /// lease that lets exactly one request run a sync per interval.
@@ -838,6 +859,10 @@ mod tests {
         assert!(sync_due(None, 100, 30));
         assert!(!sync_due(Some(80), 100, 30));
         assert!(sync_due(Some(70), 100, 30));
+        assert!(handler_is_stale(None, 100, 30));
+        assert!(!handler_is_stale(Some(40), 100, 30));
+        assert!(handler_is_stale(Some(39), 100, 30));
+        assert_eq!(known_key("ID_1"), "ppv-known:ID_1");
         let previous = vec!["a".to_owned(), "b".to_owned()];
         let next = vec!["b".to_owned(), "c".to_owned()];
         assert_eq!(deny_list_changes(&previous, &next), (vec!["c"], vec!["a"]));

@@ -93,6 +93,10 @@ async fn serve(request: &Request) -> Result<Reply> {
         // HEAD is a safe method (RFC 9110 §9.2.1): it answers what GET would, without debiting.
         debit: request.method() != Method::HEAD,
     };
+    #[cfg(feature = "ppv-sync")]
+    if !viewer_id.is_empty() && ppv::refused_while_handler_down(&ledger, viewer_id, now).await? {
+        return Ok(Refusal::SyncUnavailable.reply());
+    }
     if let Some(refusal) = ppv::admit_key(&ledger, &fetch).await? {
         return Ok(refusal.reply());
     }

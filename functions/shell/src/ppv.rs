@@ -354,6 +354,25 @@ pub async fn maybe_sync(ledger: &Ledger, now: u64) -> Result<()> {
     Ok(())
 }
 
+/// Fail-closed (`ppv_fail_open` = `false`): whether `viewer` is refused because the handler
+/// has not accepted a sync for two intervals and never had this viewer reported. Viewers it
+/// knows keep the last deny list's verdict; fail-open (the default) admits everyone.
+pub async fn refused_while_handler_down(ledger: &Ledger, viewer: &str, now: u64) -> Result<bool> {
+    if variable("ppv_handler_path").await?.is_empty()
+        || variable("ppv_fail_open").await?.trim() != "false"
+    {
+        return Ok(false);
+    }
+    let interval: u64 = variable("ppv_sync_interval_seconds")
+        .await?
+        .parse()
+        .context("ppv_sync_interval_seconds")?;
+    if !ppv::handler_is_stale(ledger.counter(ppv::SYNC_OK_KEY)?, now, interval.max(1)) {
+        return Ok(false);
+    }
+    Ok(ledger.get(&ppv::known_key(viewer))?.is_none())
+}
+
 /// One WMSPanel sync: POSTs the pending usage (protocols.md §5) with `Puzzle`/`Signature`,
 /// checks the `Solution`, replaces the deny list and only then subtracts the reported seconds
 /// (so usage survives a failed sync). Returns the number of denied ids.
@@ -409,6 +428,15 @@ pub async fn sync(ledger: &Ledger) -> std::result::Result<usize, SyncFailure> {
             .increment(&key, -seconds)
             .map_err(|e| failed(&e.to_string()))?;
     }
+    for record in &records {
+        ledger
+            .set(&ppv::known_key(&record.viewer), b"1")
+            .map_err(|e| failed(&e.to_string()))?;
+    }
+    let now = i64::try_from(crate::outage::unix_now()).unwrap_or(i64::MAX);
+    ledger
+        .set(ppv::SYNC_OK_KEY, &ppv::encode_counter(now))
+        .map_err(|e| failed(&e.to_string()))?;
     Ok(denied.len())
 }
 

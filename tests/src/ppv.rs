@@ -1,90 +1,15 @@
-//! Pay-per-view test support: a stack with pay-per-view variables, and a real WMSPanel-style
-//! PPV handler (protocols.md §5) on `127.0.0.1:0` that checks `Signature` with python3's
+//! Pay-per-view test support: a real WMSPanel-style PPV handler (protocols.md §5) on `127.0.0.1:0` that checks `Signature` with python3's
 //! `hashlib` (not gatecast's code) and answers a configurable deny list and `Solution`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use anyhow::{Context, ensure};
-use gatecast_dev::stack::{Stack, StackConfig};
+use anyhow::ensure;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
-use crate::stack::{python, target_dir, workspace_dir};
-
-/// A stack started with extra app variables, in a temporary folder.
-pub struct PpvStack {
-    /// The stack.
-    pub stack: Stack,
-    /// Plain HTTP client.
-    pub client: reqwest::Client,
-    _data_dir: tempfile::TempDir,
-}
-
-impl PpvStack {
-    /// Starts the stack (2 s segments, 3 per key, signed segment URIs) with `variables`.
-    pub async fn start(variables: &[(&str, String)]) -> anyhow::Result<Self> {
-        let data_dir = tempfile::tempdir().context("temp dir")?;
-        let mut config = StackConfig::ephemeral(data_dir.path(), workspace_dir().join("spin.toml"));
-        config.target_dir = Some(target_dir());
-        config
-            .variables
-            .insert("sign_segments".to_owned(), "true".to_owned());
-        for (name, value) in variables {
-            config.variables.insert((*name).to_owned(), value.clone());
-        }
-        let stack = Stack::start(config).await.context("stack does not start")?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(20))
-            .build()?;
-        Ok(Self {
-            stack,
-            client,
-            _data_dir: data_dir,
-        })
-    }
-
-    /// Absolute URL of an edge path.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.stack.http_base)
-    }
-
-    /// An authenticated API call; returns status and JSON body (`Null` when empty).
-    pub async fn api(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut request = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth(&self.stack.secrets.api_token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("API {path}"))?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await?;
-        let json = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).with_context(|| format!("{path}: JSON"))?
-        };
-        Ok((status, json))
-    }
-
-    /// Stops the stack.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.stack.shutdown().await
-    }
-}
+use crate::stack::python;
 
 /// What the handler answers and what it has seen.
 #[derive(Debug, Default)]

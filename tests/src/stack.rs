@@ -76,6 +76,34 @@ impl TestStack {
         format!("{}{path}", self.stack.http_base)
     }
 
+    /// An authenticated API call; returns status and JSON body (`Null` when empty).
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(&self.stack.secrets.api_token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("API {path}"))?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await?;
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).with_context(|| format!("{path}: JSON"))?
+        };
+        Ok((status, json))
+    }
+
     /// `POST <path>` to the management API with the bearer token and an optional JSON body.
     pub async fn api_post(
         &self,

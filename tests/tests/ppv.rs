@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use gatecast_e2e::hls;
-use gatecast_e2e::ppv::{Handler, PpvStack, players};
+use gatecast_e2e::ppv::{Handler, players};
+use gatecast_e2e::stack::TestStack;
 use gatecast_e2e::viewer::{self, Answer};
 use reqwest::Method;
 use serde_json::json;
@@ -26,7 +27,7 @@ struct KeyedSegment {
 
 /// The first segment under each distinct key of the playlist signed for `viewer`/`session`.
 async fn keys_for(
-    stack: &PpvStack,
+    stack: &TestStack,
     viewer: &str,
     session: &str,
 ) -> anyhow::Result<Vec<KeyedSegment>> {
@@ -56,13 +57,13 @@ async fn keys_for(
     Ok(keys)
 }
 
-async fn get(stack: &PpvStack, url: &str) -> anyhow::Result<Answer> {
+async fn get(stack: &TestStack, url: &str) -> anyhow::Result<Answer> {
     viewer::get(&stack.client, url, None).await
 }
 
 /// Fetches the key and checks it decrypts its segment into MPEG-TS (sync byte 0x47 every
 /// 188 bytes).
-async fn assert_key_decrypts(stack: &PpvStack, keyed: &KeyedSegment) -> anyhow::Result<()> {
+async fn assert_key_decrypts(stack: &TestStack, keyed: &KeyedSegment) -> anyhow::Result<()> {
     let key = get(stack, &keyed.key_url).await?;
     ensure!(
         key.status == 200,
@@ -81,7 +82,7 @@ async fn assert_key_decrypts(stack: &PpvStack, keyed: &KeyedSegment) -> anyhow::
     Ok(())
 }
 
-async fn assert_refused_for(stack: &PpvStack, url: &str, reason: &str) -> anyhow::Result<()> {
+async fn assert_refused_for(stack: &TestStack, url: &str, reason: &str) -> anyhow::Result<()> {
     let answer = get(stack, url).await?;
     ensure!(
         answer.status == 403,
@@ -96,7 +97,7 @@ async fn assert_refused_for(stack: &PpvStack, url: &str, reason: &str) -> anyhow
     Ok(())
 }
 
-async fn balance(stack: &PpvStack, viewer: &str) -> anyhow::Result<i64> {
+async fn balance(stack: &TestStack, viewer: &str) -> anyhow::Result<i64> {
     let (status, body) = stack
         .api(
             Method::GET,
@@ -108,7 +109,7 @@ async fn balance(stack: &PpvStack, viewer: &str) -> anyhow::Result<i64> {
     body["balance"].as_i64().context("balance")
 }
 
-async fn credit(stack: &PpvStack, viewer: &str, credits: u32) -> anyhow::Result<()> {
+async fn credit(stack: &TestStack, viewer: &str, credits: u32) -> anyhow::Result<()> {
     let (status, _) = stack
         .api(
             Method::POST,
@@ -129,7 +130,7 @@ fn key_id(key_url: &str) -> anyhow::Result<u64> {
 /// Prices the stream `key:1`, starts a 40 s broadcast and returns once v-pay's playlist lists
 /// 3 keys (7+ segments of 2 s at 3 per key).
 async fn paid_broadcast(
-    stack: &PpvStack,
+    stack: &TestStack,
 ) -> anyhow::Result<(tokio::process::Child, Vec<KeyedSegment>)> {
     let (status, _) = stack
         .api(
@@ -173,11 +174,8 @@ async fn paid_broadcast(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pay_per_view_charges_once_caps_sessions_and_audits() -> anyhow::Result<()> {
-    let stack = PpvStack::start(&[
-        ("key_period_seconds", "6".to_owned()),
-        ("ppv_session_cap", "2".to_owned()),
-    ])
-    .await?;
+    let stack =
+        TestStack::start_with(&[("key_period_seconds", "6"), ("ppv_session_cap", "2")]).await?;
     let (mut ffmpeg, keys) = paid_broadcast(&stack).await?;
 
     // 1. Credited for exactly 2 key periods: decrypts 2, is refused the 3rd.
@@ -319,14 +317,15 @@ async fn pay_per_view_charges_once_caps_sessions_and_audits() -> anyhow::Result<
 #[ignore = "needs key and api built with the ppv-sync feature"]
 async fn wmspanel_handler_denies_lifts_and_fails_closed() -> anyhow::Result<()> {
     let handler = Handler::start(TOKEN).await?;
-    let stack = PpvStack::start(&[
-        ("key_period_seconds", "6".to_owned()),
-        ("ppv_handler_origin", format!("http://{}", handler.addr)),
-        ("ppv_handler_path", "/ppv".to_owned()),
-        ("ppv_token", TOKEN.to_owned()),
-        ("ppv_server_id", "edge-e2e".to_owned()),
-        ("ppv_sync_interval_seconds", "2".to_owned()),
-        ("ppv_fail_open", "false".to_owned()),
+    let handler_origin = format!("http://{}", handler.addr);
+    let stack = TestStack::start_with(&[
+        ("key_period_seconds", "6"),
+        ("ppv_handler_origin", &handler_origin),
+        ("ppv_handler_path", "/ppv"),
+        ("ppv_token", TOKEN),
+        ("ppv_server_id", "edge-e2e"),
+        ("ppv_sync_interval_seconds", "2"),
+        ("ppv_fail_open", "false"),
     ])
     .await?;
     let (mut ffmpeg, _) = paid_broadcast(&stack).await?;

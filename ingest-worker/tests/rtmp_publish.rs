@@ -85,19 +85,7 @@ async fn keys_file_publish_is_encrypted_rotating_hls_undisturbed_by_abuse() {
     );
     assert_eq!(worker.metric("gatecast_ingest_streams_live").await, 1.0);
 
-    let output = tokio::time::timeout(Duration::from_secs(40), publisher.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    wait_for("stream finalized", Duration::from_secs(10), || {
-        std::fs::read_to_string(&playlist_path).is_ok_and(|text| text.contains("#EXT-X-ENDLIST"))
-    })
-    .await;
+    finish_publish(publisher, &playlist_path, "ffmpeg", Duration::from_secs(10)).await;
 
     let playlist = verify_finished_stream(&media, "benw", 2).await;
     // 12 s of media in ~2 s segments (cut at the 2 s GOP boundary).

@@ -78,18 +78,12 @@ async fn s3_outage_mid_stream_loses_nothing_referenced() {
     );
     s3.restart().await.expect("S3 restarts");
 
-    let output = tokio::time::timeout(Duration::from_secs(40), publisher.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "the RTMP session survived the outage: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    wait_for("final playlist", Duration::from_secs(20), || {
-        std::fs::read_to_string(&playlist).is_ok_and(|t| t.contains("#EXT-X-ENDLIST"))
-    })
+    finish_publish(
+        publisher,
+        &playlist,
+        "the RTMP session survived the outage",
+        Duration::from_secs(20),
+    )
     .await;
     stop_polling.store(true, Ordering::SeqCst);
     let violations = poller.await.unwrap();

@@ -457,6 +457,29 @@ pub async fn verify_finished_stream_split(
     playlist
 }
 
+/// Waits for a publisher to exit successfully (`why` explains a failure), then for the stored
+/// `playlist` to be finalized with `#EXT-X-ENDLIST` within `finalize_within`.
+pub async fn finish_publish(
+    publisher: tokio::process::Child,
+    playlist: &Path,
+    why: &str,
+    finalize_within: Duration,
+) {
+    let output = tokio::time::timeout(Duration::from_secs(40), publisher.wait_with_output())
+        .await
+        .expect("ffmpeg finishes")
+        .expect("ffmpeg runs");
+    assert!(
+        output.status.success(),
+        "{why}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    wait_for("final playlist", finalize_within, || {
+        std::fs::read_to_string(playlist).is_ok_and(|text| text.contains("#EXT-X-ENDLIST"))
+    })
+    .await;
+}
+
 /// Waits until `condition` holds, polling every 100 ms, or panics after `timeout`.
 pub async fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;

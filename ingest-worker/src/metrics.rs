@@ -241,27 +241,26 @@ impl Metrics {
             &self.segments_dropped,
         );
 
-        let name = "gatecast_ingest_publishes_refused_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Refused publishes and connections, by reason."
+        write_labelled_counter(
+            &mut out,
+            "gatecast_ingest_publishes_refused_total",
+            "Refused publishes and connections, by reason.",
+            "reason",
+            RefusalReason::ALL.map(|reason| {
+                let value = self.refused[reason.index()].load(Ordering::Relaxed);
+                (reason.as_str(), value)
+            }),
         );
-        let _ = writeln!(out, "# TYPE {name} counter");
-        for reason in RefusalReason::ALL {
-            let value = self.refused[reason.index()].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}{{reason=\"{}\"}} {value}", reason.as_str());
-        }
-
-        let name = "gatecast_ingest_storage_errors_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Failed storage requests (each is retried)."
+        write_labelled_counter(
+            &mut out,
+            "gatecast_ingest_storage_errors_total",
+            "Failed storage requests (each is retried).",
+            "op",
+            StorageOp::ALL.map(|op| {
+                let value = self.storage_errors[op.index()].load(Ordering::Relaxed);
+                (op.as_str(), value)
+            }),
         );
-        let _ = writeln!(out, "# TYPE {name} counter");
-        for op in StorageOp::ALL {
-            let value = self.storage_errors[op.index()].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}{{op=\"{}\"}} {value}", op.as_str());
-        }
 
         let name = "gatecast_ingest_storage_request_duration_seconds";
         let _ = writeln!(
@@ -283,6 +282,21 @@ impl Metrics {
             let _ = writeln!(out, "{name}_count{{op=\"{op}\"}} {count}");
         }
         out
+    }
+}
+
+/// One counter family with a single label, one series per label value (label values come from
+/// enums, never from input).
+fn write_labelled_counter(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    series: impl IntoIterator<Item = (&'static str, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (label_value, value) in series {
+        let _ = writeln!(out, "{name}{{{label}=\"{label_value}\"}} {value}");
     }
 }
 

@@ -11,7 +11,22 @@
 //!   banned-stream:<name>       decimal Unix time of the ban (channel disabled)
 //!   authorization:<sha256 hex> "allow <until>" | "deny <until>" (key only: the site's seed 000
 //!                              answer for "<session cookie> <stream>", cached until <until>)
+//!   publish-lease:<name>       8-byte counter: PublishLease (api only; see below)
 //! ```
+//!
+//! **Publisher exclusivity across ingest workers.** Each worker keeps one publisher per name to
+//! itself; across workers the api's hooks keep a [`PublishLease`] per channel: `on_publish`
+//! takes it, nginx-rtmp's periodic `on_update` (`call=update_publish`, sent to the on_publish
+//! URL) renews it, `on_publish_done` releases it, and a publish or update for a name whose
+//! lease another publisher holds unexpired is refused. A worker that crashes sends neither
+//! updates nor `publish_done`, so its lease lapses [`LEASE_INTERVALS`] update intervals after
+//! its last renewal and the channel is free again.
+//!
+//! The lease lives in the `viewers` store because that is the store the components reach
+//! through `wasi:keyvalue`'s atomics, and every change is a compare-and-swap on its exact bytes.
+//! Spin's swap on an ABSENT key is a plain write (two first publishers could both win), so the
+//! api first creates the key with an atomic `increment` by 0 (0 = free) and only then swaps:
+//! the lease is therefore encoded as an 8-byte counter, and every decision is atomic.
 //!
 //! Stream keys are stored only as SHA-256 digests: the store never holds a publishable secret,
 //! and the hook finds a channel by looking up the digest of the presented key, so no secret is
@@ -156,6 +171,122 @@ pub fn decide_publish(channel: Option<&ChannelRecord>) -> PublishDecision {
     }
 }
 
+/// Form field in which a gatecast ingest worker names one publish (random hex, the same in
+/// every callback of that publish). nginx-rtmp does not send it; see [`lease_holder`].
+pub const HOOK_LEASE_FIELD: &str = "lease";
+/// Form field in which a gatecast ingest worker states its update interval in seconds.
+pub const HOOK_UPDATE_INTERVAL_FIELD: &str = "update_interval";
+/// The `call` of nginx-rtmp's periodic `on_update` callback for a publisher.
+pub const UPDATE_PUBLISH_CALL: &str = "update_publish";
+/// nginx-rtmp's default `notify_update_timeout`, assumed when a callback states no interval.
+pub const DEFAULT_UPDATE_INTERVAL_SECS: u64 = 30;
+/// A lease lapses this many update intervals after its last renewal: one late or lost update
+/// must not hand a live channel to someone else, a crashed worker must not hold it for long.
+pub const LEASE_INTERVALS: u64 = 3;
+/// Longest update interval honoured (an hour), so a bogus field cannot lock a channel for days.
+const MAX_UPDATE_INTERVAL_SECS: u64 = 3600;
+
+/// What a hook does to a channel's [`PublishLease`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseAction {
+    /// `on_publish` or `on_update`: take or renew the lease.
+    Acquire,
+    /// `on_publish_done`: give it back.
+    Release,
+}
+
+/// Who may publish a channel, until when: stored under [`publish_lease_key`] as one 8-byte
+/// little-endian counter, `until << 32 | holder`, so that an atomic increment by 0 can create it
+/// (as 0: free) before the first compare-and-swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishLease {
+    /// [`lease_holder`] of the publish holding the lease.
+    pub holder: u32,
+    /// Unix second from which the lease no longer holds (0: free).
+    pub until: u32,
+}
+
+impl PublishLease {
+    /// The stored form.
+    pub fn encode(&self) -> [u8; 8] {
+        (u64::from(self.until) << 32 | u64::from(self.holder)).to_le_bytes()
+    }
+
+    /// Parses the stored form; anything that is not 8 bytes (absent included) is a free lease.
+    pub fn decode(stored: Option<&[u8]>) -> Self {
+        let value = stored
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+            .map_or(0, u64::from_le_bytes);
+        Self {
+            holder: value as u32,
+            until: (value >> 32) as u32,
+        }
+    }
+
+    /// Whether a publish other than `holder` has this lease at `now`.
+    pub fn is_held_against(&self, holder: u32, now: u64) -> bool {
+        self.holder != holder && now < u64::from(self.until)
+    }
+}
+
+/// The lease to store after `holder`'s `action` at `now`, or `None` when another publisher's
+/// unexpired lease stands (the publish or update is refused; a release changes nothing).
+/// `lease_seconds` is how long an acquired lease lasts ([`lease_seconds`]).
+pub fn next_lease(
+    current: Option<&[u8]>,
+    holder: u32,
+    action: LeaseAction,
+    now: u64,
+    lease_seconds: u64,
+) -> Option<[u8; 8]> {
+    if PublishLease::decode(current).is_held_against(holder, now) {
+        return None;
+    }
+    let lease = match action {
+        LeaseAction::Acquire => PublishLease {
+            holder,
+            until: u32::try_from(now.saturating_add(lease_seconds)).unwrap_or(u32::MAX),
+        },
+        LeaseAction::Release => PublishLease {
+            holder: 0,
+            until: 0,
+        },
+    };
+    Some(lease.encode())
+}
+
+/// Which publish an nginx-rtmp callback body speaks for, as a 32-bit tag: the worker's
+/// [`HOOK_LEASE_FIELD`] when present, else (plain nginx-rtmp) the client address, nginx's
+/// connection id and `tcurl`, which stay the same in every callback of one publish.
+pub fn lease_holder(body: &str) -> u32 {
+    let field = |name| crate::form::field(body, name).unwrap_or_default();
+    let identity = match crate::form::field(body, HOOK_LEASE_FIELD) {
+        Some(lease) if !lease.is_empty() => lease,
+        _ => format!("{} {} {}", field("addr"), field("clientid"), field("tcurl")),
+    };
+    let digest = Sha256::digest(identity.as_bytes());
+    u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// How long a lease taken or renewed by this callback lasts: [`LEASE_INTERVALS`] times the
+/// update interval the worker states ([`DEFAULT_UPDATE_INTERVAL_SECS`] when it states none),
+/// the interval capped at an hour.
+pub fn lease_seconds(body: &str) -> u64 {
+    let interval = crate::form::field(body, HOOK_UPDATE_INTERVAL_FIELD)
+        .and_then(|value| value.parse::<u64>().ok())
+        .filter(|seconds| *seconds > 0)
+        .map_or(DEFAULT_UPDATE_INTERVAL_SECS, |seconds| {
+            seconds.min(MAX_UPDATE_INTERVAL_SECS)
+        });
+    interval * LEASE_INTERVALS
+}
+
+/// Whether an nginx-rtmp callback body is the periodic `on_update` of a publisher.
+pub fn is_update_call(body: &str) -> bool {
+    crate::form::field(body, "call").as_deref() == Some(UPDATE_PUBLISH_CALL)
+}
+
 /// A fresh stream key from `random` bytes (the caller's CSPRNG): 32 URL-safe characters, so it
 /// fits an RTMP URL path without escaping.
 pub fn new_stream_key(random: &[u8; STREAM_KEY_RANDOM_BYTES]) -> String {
@@ -175,6 +306,11 @@ pub fn channel_key(name: &StreamName) -> String {
 /// `stream-key:<sha256 hex>` in [`CHANNELS_STORE`]; `digest` comes from [`stream_key_digest`].
 pub fn stream_key_index(digest: &str) -> String {
     format!("stream-key:{digest}")
+}
+
+/// `publish-lease:<name>` in [`VIEWERS_STORE`]: the channel's [`PublishLease`].
+pub fn publish_lease_key(name: &StreamName) -> String {
+    format!("publish-lease:{name}")
 }
 
 /// `revoked-session:<session>` in [`VIEWERS_STORE`].
@@ -275,6 +411,7 @@ mod tests {
         assert_eq!(revoked_session_key("s-1"), "revoked-session:s-1");
         assert_eq!(blocked_viewer_key("ID_1"), "blocked-viewer:ID_1");
         assert_eq!(banned_stream_key(&benw), "banned-stream:benw");
+        assert_eq!(publish_lease_key(&benw), "publish-lease:benw");
     }
 
     #[test]
@@ -312,6 +449,89 @@ mod tests {
         let mut corrupt = channel(true);
         corrupt.name = "../x".into();
         assert_eq!(decide_publish(Some(&corrupt)), PublishDecision::Refuse);
+    }
+
+    /// Byte layout by hand: until = 0x6553F100 (1700000000), holder = 0x0A0B0C0D →
+    /// 0x6553F1000A0B0C0D little-endian.
+    #[test]
+    fn leases_are_stored_as_one_counter() {
+        let lease = PublishLease {
+            holder: 0x0A0B_0C0D,
+            until: 1_700_000_000,
+        };
+        assert_eq!(
+            lease.encode(),
+            [0x0D, 0x0C, 0x0B, 0x0A, 0x00, 0xF1, 0x53, 0x65]
+        );
+        assert_eq!(PublishLease::decode(Some(&lease.encode())), lease);
+        let free = PublishLease {
+            holder: 0,
+            until: 0,
+        };
+        // What Spin's increment by 0 creates for an absent key: i64 0 in 8 bytes.
+        assert_eq!(PublishLease::decode(Some(&0i64.to_le_bytes())), free);
+        assert_eq!(PublishLease::decode(None), free);
+        assert_eq!(PublishLease::decode(Some(b"junk")), free);
+    }
+
+    #[test]
+    fn one_publisher_holds_a_lease_until_it_lapses_or_is_released() {
+        let (first, second) = (11, 22);
+        let now = 1_000;
+        let taken = next_lease(None, first, LeaseAction::Acquire, now, 90).expect("free");
+        assert_eq!(
+            PublishLease::decode(Some(&taken)),
+            PublishLease {
+                holder: first,
+                until: 1_090
+            }
+        );
+        // Someone else: refused while it holds, for publish, update and release alike.
+        for action in [LeaseAction::Acquire, LeaseAction::Release] {
+            assert_eq!(next_lease(Some(&taken), second, action, 1_089, 90), None);
+        }
+        // The holder renews from the renewal time on.
+        let renewed =
+            next_lease(Some(&taken), first, LeaseAction::Acquire, 1_060, 90).expect("holder");
+        assert_eq!(PublishLease::decode(Some(&renewed)).until, 1_150);
+        // A lapsed lease (crashed worker) goes to the next publisher.
+        let lapsed =
+            next_lease(Some(&renewed), second, LeaseAction::Acquire, 1_150, 90).expect("lapsed");
+        assert_eq!(PublishLease::decode(Some(&lapsed)).holder, second);
+        // The holder's release frees it at once.
+        let released =
+            next_lease(Some(&lapsed), second, LeaseAction::Release, 1_151, 90).expect("holder");
+        assert_eq!(released, [0; 8]);
+        assert!(next_lease(Some(&released), first, LeaseAction::Acquire, 1_152, 90).is_some());
+    }
+
+    /// Holder tags from python3: `int.from_bytes(hashlib.sha256(s).digest()[:4], "little")`
+    /// for `b"9f2c"` and `b"203.0.113.5 17 rtmp://ingest/live"`.
+    #[test]
+    fn holders_come_from_the_worker_lease_or_nginx_fields() {
+        assert_eq!(
+            lease_holder("call=publish&lease=9f2c&addr=192.0.2.1&name=k"),
+            lease_holder("call=update_publish&time=30&lease=9f2c&addr=192.0.2.9")
+        );
+        assert_eq!(lease_holder("lease=9f2c"), 0x6D05_5C74);
+        let nginx = "app=live&tcurl=rtmp%3A%2F%2Fingest%2Flive&addr=203.0.113.5&clientid=17\
+                     &call=publish&name=k";
+        assert_eq!(lease_holder(nginx), 0x87BD_F477);
+        assert_ne!(
+            lease_holder(nginx),
+            lease_holder("addr=203.0.113.5&clientid=18")
+        );
+    }
+
+    #[test]
+    fn lease_length_follows_the_stated_update_interval() {
+        assert_eq!(lease_seconds("call=publish"), 90);
+        assert_eq!(lease_seconds("update_interval=2"), 6);
+        assert_eq!(lease_seconds("update_interval=0"), 90);
+        assert_eq!(lease_seconds("update_interval=x"), 90);
+        assert_eq!(lease_seconds("update_interval=99999999"), 3 * 3600);
+        assert!(is_update_call("app=live&call=update_publish&time=30"));
+        assert!(!is_update_call("call=publish"));
     }
 
     #[test]

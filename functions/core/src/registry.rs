@@ -261,12 +261,24 @@ pub fn next_lease(
 /// connection id and `tcurl`, which stay the same in every callback of one publish.
 pub fn lease_holder(body: &str) -> u32 {
     let field = |name| crate::form::field(body, name).unwrap_or_default();
-    let identity = match crate::form::field(body, HOOK_LEASE_FIELD) {
-        Some(lease) if !lease.is_empty() => lease,
-        _ => format!("{} {} {}", field("addr"), field("clientid"), field("tcurl")),
+    let lease = field(HOOK_LEASE_FIELD);
+    let digest = if lease.is_empty() {
+        let (addr, clientid, tcurl) = (field("addr"), field("clientid"), field("tcurl"));
+        hex_sha256(&[
+            addr.as_bytes(),
+            b" ",
+            clientid.as_bytes(),
+            b" ",
+            tcurl.as_bytes(),
+        ])
+    } else {
+        hex_sha256(&[lease.as_bytes()])
     };
-    let digest = Sha256::digest(identity.as_bytes());
-    u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
+    // Reuses the hex digest already needed for stream keys: its first 8 digits are 32 bits.
+    digest
+        .get(..8)
+        .and_then(|prefix| u32::from_str_radix(prefix, 16).ok())
+        .unwrap_or_default()
 }
 
 /// How long a lease taken or renewed by this callback lasts: [`LEASE_INTERVALS`] times the
@@ -274,7 +286,8 @@ pub fn lease_holder(body: &str) -> u32 {
 /// the interval capped at an hour.
 pub fn lease_seconds(body: &str) -> u64 {
     let interval = crate::form::field(body, HOOK_UPDATE_INTERVAL_FIELD)
-        .and_then(|value| value.parse::<u64>().ok())
+        .and_then(|value| u32::from_str_radix(&value, 10).ok())
+        .map(u64::from)
         .filter(|seconds| *seconds > 0)
         .map_or(DEFAULT_UPDATE_INTERVAL_SECS, |seconds| {
             seconds.min(MAX_UPDATE_INTERVAL_SECS)
@@ -505,18 +518,18 @@ mod tests {
         assert!(next_lease(Some(&released), first, LeaseAction::Acquire, 1_152, 90).is_some());
     }
 
-    /// Holder tags from python3: `int.from_bytes(hashlib.sha256(s).digest()[:4], "little")`
-    /// for `b"9f2c"` and `b"203.0.113.5 17 rtmp://ingest/live"`.
+    /// Holder tags from python3: `int(hashlib.sha256(s).hexdigest()[:8], 16)` for `b"9f2c"` and
+    /// `b"203.0.113.5 17 rtmp://ingest/live"`.
     #[test]
     fn holders_come_from_the_worker_lease_or_nginx_fields() {
         assert_eq!(
             lease_holder("call=publish&lease=9f2c&addr=192.0.2.1&name=k"),
             lease_holder("call=update_publish&time=30&lease=9f2c&addr=192.0.2.9")
         );
-        assert_eq!(lease_holder("lease=9f2c"), 0x6D05_5C74);
+        assert_eq!(lease_holder("lease=9f2c"), 0x745C_056D);
         let nginx = "app=live&tcurl=rtmp%3A%2F%2Fingest%2Flive&addr=203.0.113.5&clientid=17\
                      &call=publish&name=k";
-        assert_eq!(lease_holder(nginx), 0x87BD_F477);
+        assert_eq!(lease_holder(nginx), 0x77F4_BD87);
         assert_ne!(
             lease_holder(nginx),
             lease_holder("addr=203.0.113.5&clientid=18")

@@ -61,6 +61,17 @@ pub struct AuthConfig {
     pub on_publish: Option<String>,
     /// nginx-rtmp compatible `on_publish_done` URL (plain `http://`).
     pub on_publish_done: Option<String>,
+    /// nginx-rtmp compatible `on_update` URL (plain `http://`): called every
+    /// `notify_update_interval` while a stream is live (`call=update_publish`); an answer other
+    /// than 2xx/3xx cuts the publisher off. Pointed at the edge api's hook, it renews the
+    /// channel's publish lease, which is what keeps a channel to one publisher across workers.
+    pub on_update: Option<String>,
+    /// Period of `on_update` calls (nginx-rtmp's `notify_update_timeout`, default 30 s). Also
+    /// sent to every hook as `update_interval`, so the edge sizes the lease to it.
+    pub notify_update_interval: Duration,
+    /// nginx-rtmp's `notify_update_strict`: also cut the publisher off when `on_update` cannot
+    /// be reached, times out or answers 3xx.
+    pub notify_update_strict: bool,
     /// How long a hook may take before the publish is refused.
     pub hook_timeout: Duration,
     /// Failed key attempts a client address may make in a burst.
@@ -149,6 +160,7 @@ impl Config {
             },
             admin_listen: loopback,
             auth: AuthConfig {
+                notify_update_interval: Duration::from_secs(30),
                 hook_timeout: Duration::from_secs(5),
                 failed_attempts_burst: 5,
                 failed_attempt_interval: Duration::from_secs(10),

@@ -10,7 +10,8 @@
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rml_rtmp::chunk_io::ChunkDeserializer;
@@ -22,7 +23,8 @@ use rml_rtmp::sessions::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
@@ -120,6 +122,7 @@ pub async fn handle_connection(
             app: None,
             publish: PublishState::Idle,
             bytes_without_progress: 0,
+            input_arrived_at: std::time::Instant::now(),
         };
         let outcome = connection.run(&shutdown).await;
         connection.finish_publish("connection closed");
@@ -153,12 +156,20 @@ struct LivePublish {
     /// The `stream` span (child of the connection's): `app`, `key` fingerprint, `name`.
     span: Span,
     media_errors: u64,
+    /// RTMP timestamp of the latest media message, reported by `on_update` as `timestamp`.
+    timestamp_ms: Arc<AtomicU32>,
+    /// Fired when the publish ends: stops the `on_update` heartbeat.
+    ended: CancellationToken,
+    /// The `on_update` heartbeat, when configured; `on_publish_done` waits for it.
+    heartbeat: Option<JoinHandle<()>>,
 }
 
 impl PublishState {
     /// Ends the publish, if any: flushes the open segment and hands the uploader its last
-    /// segments (dropping the sender makes it write the final playlist), then fires
-    /// `on_publish_done` in the background.
+    /// segments (dropping the sender makes it write the final playlist), stops the `on_update`
+    /// heartbeat, then fires `on_publish_done` in the background once the heartbeat's last call
+    /// has been answered, so the edge never sees an update (which renews the lease) after the
+    /// `publish_done` that released it.
     fn finish(self, shared: &Arc<Shared>, why: &str) -> Self {
         let Self::Live(live) = self else { return self };
         let LivePublish {
@@ -166,20 +177,29 @@ impl PublishState {
             sender,
             span,
             request,
+            ended,
+            heartbeat,
             ..
         } = *live;
+        ended.cancel();
         span.in_scope(|| {
             if let Err(error) = pipeline.handle_end_of_stream(&mut OsRandom) {
                 tracing::warn!(error = %error, "flushing the last segment failed");
             }
-            forward_segments(&mut pipeline, &sender, shared);
+            forward_segments(&mut pipeline, &sender, shared, std::time::Instant::now());
             tracing::info!(why, "publish ended");
         });
         drop(sender);
         let authorizer = Arc::clone(&shared.authorizer);
-        shared
-            .tracker
-            .spawn(async move { authorizer.handle_publish_done(&request).await }.instrument(span));
+        shared.tracker.spawn(
+            async move {
+                if let Some(heartbeat) = heartbeat {
+                    let _ = heartbeat.await;
+                }
+                authorizer.handle_publish_done(&request).await
+            }
+            .instrument(span),
+        );
         Self::Idle
     }
 
@@ -191,10 +211,16 @@ impl PublishState {
     }
 }
 
-/// Moves every ready segment from the pipeline into the upload queue.
-fn forward_segments(pipeline: &mut Pipeline, sender: &SegmentSender, shared: &Shared) {
+/// Moves every ready segment from the pipeline into the upload queue. `closed_at` is when the
+/// input that closed them arrived: the start of their segment-visible latency.
+fn forward_segments(
+    pipeline: &mut Pipeline,
+    sender: &SegmentSender,
+    shared: &Shared,
+    closed_at: std::time::Instant,
+) {
     while let Some(segment) = pipeline.poll_segment() {
-        let dropped = sender.push(segment);
+        let dropped = sender.push(segment, closed_at);
         if dropped > 0 {
             shared.metrics.handle_segments_dropped(dropped);
         }
@@ -216,6 +242,8 @@ struct Connection {
     publish: PublishState,
     /// Input bytes since `rml_rtmp` last completed a message (see `handle_bytes`).
     bytes_without_progress: usize,
+    /// When the bytes being handled were read from the socket.
+    input_arrived_at: std::time::Instant,
 }
 
 #[derive(Clone, Copy)]
@@ -263,6 +291,7 @@ impl Connection {
             if count == 0 {
                 return Ok(());
             }
+            self.input_arrived_at = std::time::Instant::now();
             self.shared.metrics.handle_bytes_received(count);
             self.handle_bytes(&mut session, &buf[..count], shutdown)
                 .await?;
@@ -486,12 +515,15 @@ impl Connection {
             .clone()
             .unwrap_or_else(|| self.shared.rtmp.app.clone());
         let (key, args) = PublishRequest::split_name(&session_stream_key);
+        let mut lease = [0u8; 16];
+        OsRandom.fill(&mut lease);
         let request = PublishRequest {
             key,
             args,
             app: app.clone(),
             addr: self.peer.ip(),
             client_id: self.conn_id,
+            lease_id: hex::encode(lease),
             connect: self.connect_info.clone(),
         };
         let span = tracing::info_span!(
@@ -576,6 +608,21 @@ impl Connection {
             .tracker
             .spawn(uploader.run().instrument(span.clone()));
         span.in_scope(|| tracing::info!(auth = ?source, first_sequence, "publish accepted"));
+        let timestamp_ms = Arc::new(AtomicU32::new(0));
+        let ended = CancellationToken::new();
+        let heartbeat = self.shared.authorizer.update_interval().map(|interval| {
+            self.shared.tracker.spawn(
+                keep_publishing(
+                    Arc::clone(&self.shared),
+                    request.clone(),
+                    interval,
+                    cutoff.clone(),
+                    ended.clone(),
+                    Arc::clone(&timestamp_ms),
+                )
+                .instrument(span.clone()),
+            )
+        });
         self.publish = PublishState::Live(Box::new(LivePublish {
             session_stream_key,
             request,
@@ -584,6 +631,9 @@ impl Connection {
             cutoff,
             span,
             media_errors: 0,
+            timestamp_ms,
+            ended,
+            heartbeat,
         }));
         Ok(())
     }
@@ -621,6 +671,7 @@ impl Connection {
         if live.session_stream_key != stream_key {
             return Ok(());
         }
+        live.timestamp_ms.store(timestamp_ms, Ordering::Relaxed);
         let span = live.span.clone();
         let _entered = span.enter();
         let result = match track {
@@ -642,13 +693,51 @@ impl Connection {
                 tracing::warn!(error = %error, count = live.media_errors, "skipped a malformed media tag");
             }
         }
-        forward_segments(&mut live.pipeline, &live.sender, &self.shared);
+        forward_segments(
+            &mut live.pipeline,
+            &live.sender,
+            &self.shared,
+            self.input_arrived_at,
+        );
         Ok(())
     }
 
     fn finish_publish(&mut self, why: &str) {
         let state = std::mem::replace(&mut self.publish, PublishState::Idle);
         self.publish = state.finish(&self.shared, why);
+    }
+}
+
+/// nginx-rtmp's `on_update` heartbeat of one live publish: every `interval`, ask the hook, and
+/// cut the publish off (through `cutoff`, so it ends with `#EXT-X-ENDLIST` like an admin
+/// cut-off) when it refuses. `ended` stops it between calls; a call in flight is answered first.
+async fn keep_publishing(
+    shared: Arc<Shared>,
+    request: PublishRequest,
+    interval: Duration,
+    cutoff: CancellationToken,
+    ended: CancellationToken,
+    timestamp_ms: Arc<AtomicU32>,
+) {
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval_at(started + interval, interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = ended.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let timestamp = timestamp_ms.load(Ordering::Relaxed);
+        let keep = shared
+            .authorizer
+            .handle_update(&request, started.elapsed(), timestamp)
+            .await;
+        if !keep {
+            shared.metrics.handle_refused(RefusalReason::UpdateRefused);
+            tracing::info!("on_update refused: cutting the publisher off");
+            cutoff.cancel();
+            return;
+        }
     }
 }
 

@@ -32,6 +32,18 @@ struct Cli {
     /// nginx-rtmp compatible on_publish_done URL (http://).
     #[arg(long, env = "GATECAST_ON_PUBLISH_DONE")]
     on_publish_done: Option<String>,
+    /// nginx-rtmp compatible on_update URL (http://), called every --notify-update-seconds while
+    /// a stream is live; a non-2xx/3xx answer cuts the publisher off. Point it at the edge api's
+    /// on_publish hook to keep each channel to one publisher across workers.
+    #[arg(long, env = "GATECAST_ON_UPDATE")]
+    on_update: Option<String>,
+    /// Seconds between on_update calls (nginx-rtmp's notify_update_timeout).
+    #[arg(long, env = "GATECAST_NOTIFY_UPDATE_SECONDS", default_value_t = 30)]
+    notify_update_seconds: u64,
+    /// Also cut the publisher off when on_update is unreachable, times out or answers 3xx
+    /// (nginx-rtmp's notify_update_strict).
+    #[arg(long, env = "GATECAST_NOTIFY_UPDATE_STRICT")]
+    notify_update_strict: bool,
     /// Seconds a hook may take before the publish is refused.
     #[arg(long, env = "GATECAST_HOOK_TIMEOUT_SECS", default_value_t = 5)]
     hook_timeout_secs: u64,
@@ -119,6 +131,10 @@ impl Cli {
             "--segments-per-key must be at least 1"
         );
         ensure!(
+            self.notify_update_seconds > 0,
+            "--notify-update-seconds must be at least 1"
+        );
+        ensure!(
             self.playlist_segments > 0,
             "--playlist-segments must be at least 1"
         );
@@ -134,6 +150,9 @@ impl Cli {
         config.auth.keys_file = self.keys;
         config.auth.on_publish = self.on_publish;
         config.auth.on_publish_done = self.on_publish_done;
+        config.auth.on_update = self.on_update;
+        config.auth.notify_update_interval = Duration::from_secs(self.notify_update_seconds);
+        config.auth.notify_update_strict = self.notify_update_strict;
         config.auth.hook_timeout = Duration::from_secs(self.hook_timeout_secs);
         config.auth.failed_attempts_burst = self.auth_failure_burst;
         config.auth.failed_attempt_interval = Duration::from_secs(self.auth_failure_interval_secs);

@@ -33,10 +33,13 @@ pub enum RefusalReason {
     PlayRequested,
     /// The connection cap (`--max-connections`) was reached.
     TooManyConnections,
+    /// The `on_update` hook refused a live publish (e.g. another worker holds the channel's
+    /// lease, or the channel was banned): it was cut off.
+    UpdateRefused,
 }
 
 impl RefusalReason {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 11] = [
         Self::WrongApp,
         Self::UnknownKey,
         Self::InactiveKey,
@@ -47,6 +50,7 @@ impl RefusalReason {
         Self::AlreadyPublishing,
         Self::PlayRequested,
         Self::TooManyConnections,
+        Self::UpdateRefused,
     ];
 
     /// The label value, stable for dashboards.
@@ -62,6 +66,7 @@ impl RefusalReason {
             Self::AlreadyPublishing => "already_publishing",
             Self::PlayRequested => "play_requested",
             Self::TooManyConnections => "too_many_connections",
+            Self::UpdateRefused => "update_refused",
         }
     }
 
@@ -106,8 +111,11 @@ impl StorageOp {
     }
 }
 
-/// Upper bounds (seconds) of the storage latency histogram buckets.
-const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+/// Upper bounds (seconds) of the latency histogram buckets; fine below 50 ms, the
+/// segment-visible target.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 /// A cumulative Prometheus histogram over [`LATENCY_BUCKETS`].
 #[derive(Default)]
@@ -129,6 +137,27 @@ impl Histogram {
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
+
+    /// Writes the `_bucket`, `_sum` and `_count` series of `name`; `labels` is empty or ends
+    /// with a comma (`op="put_key",`), since `le` follows it.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            let value = bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {value}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {count}");
+        let bare = labels.trim_end_matches(',');
+        if bare.is_empty() {
+            let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        } else {
+            let _ = writeln!(
+                out,
+                "{name}_sum{{{bare}}} {sum}\n{name}_count{{{bare}}} {count}"
+            );
+        }
+    }
 }
 
 /// All counters of one worker. Shared as `Arc<Metrics>`; every method is lock-free.
@@ -142,6 +171,7 @@ pub struct Metrics {
     refused: [AtomicU64; RefusalReason::ALL.len()],
     storage_errors: [AtomicU64; StorageOp::ALL.len()],
     storage_latency: [Histogram; StorageOp::ALL.len()],
+    segment_visible: Histogram,
 }
 
 impl Metrics {
@@ -179,6 +209,12 @@ impl Metrics {
     /// Segments were shed because the upload buffer was full.
     pub fn handle_segments_dropped(&self, count: u64) {
         self.segments_dropped.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// The playlist referencing a new segment was stored `elapsed` after the input that closed
+    /// the segment arrived.
+    pub fn handle_segment_visible(&self, elapsed: Duration) {
+        self.segment_visible.observe(elapsed);
     }
 
     /// A publish or connection was refused.
@@ -269,18 +305,17 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE {name} histogram");
         for op in StorageOp::ALL {
-            let histogram = &self.storage_latency[op.index()];
-            let op = op.as_str();
-            for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&histogram.buckets) {
-                let value = bucket.load(Ordering::Relaxed);
-                let _ = writeln!(out, "{name}_bucket{{op=\"{op}\",le=\"{bound}\"}} {value}");
-            }
-            let count = histogram.count.load(Ordering::Relaxed);
-            let sum = histogram.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(out, "{name}_bucket{{op=\"{op}\",le=\"+Inf\"}} {count}");
-            let _ = writeln!(out, "{name}_sum{{op=\"{op}\"}} {sum}");
-            let _ = writeln!(out, "{name}_count{{op=\"{op}\"}} {count}");
+            let labels = format!("op=\"{}\",", op.as_str());
+            self.storage_latency[op.index()].render(&mut out, name, &labels);
         }
+        let name = "gatecast_ingest_segment_visible_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} From the arrival of the input that closed a segment to the stored \
+             playlist referencing it."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        self.segment_visible.render(&mut out, name, "");
         out
     }
 }
@@ -357,6 +392,26 @@ mod tests {
                 .nth(1),
             Some("1")
         );
+    }
+
+    #[test]
+    fn segment_visible_latency_is_a_histogram_without_labels() {
+        let metrics = Metrics::default();
+        metrics.handle_segment_visible(Duration::from_micros(1_800));
+        metrics.handle_segment_visible(Duration::from_millis(40));
+        let text = metrics.render();
+        let name = "gatecast_ingest_segment_visible_seconds";
+        for expected in [
+            format!("{name}_bucket{{le=\"0.001\"}} 0\n"),
+            format!("{name}_bucket{{le=\"0.0025\"}} 1\n"),
+            format!("{name}_bucket{{le=\"0.05\"}} 2\n"),
+            format!("{name}_bucket{{le=\"+Inf\"}} 2\n"),
+            // 0.0018 + 0.040 by hand.
+            format!("{name}_sum 0.0418\n"),
+            format!("{name}_count 2\n"),
+        ] {
+            assert!(text.contains(&expected), "no {expected:?} in\n{text}");
+        }
     }
 
     #[test]

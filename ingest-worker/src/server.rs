@@ -73,16 +73,23 @@ impl Worker {
             }
             None => None,
         };
-        let hook = match (&config.auth.on_publish, &config.auth.on_publish_done) {
-            (None, None) => None,
-            (on_publish, on_publish_done) => Some(
-                HookClient::new(
+        let auth = &config.auth;
+        let hook = match (&auth.on_publish, &auth.on_publish_done, &auth.on_update) {
+            (None, None, None) => None,
+            (on_publish, on_publish_done, on_update) => {
+                let client = HookClient::new(
                     on_publish.as_deref(),
                     on_publish_done.as_deref(),
-                    config.auth.hook_timeout,
+                    auth.hook_timeout,
                 )
-                .context("checking the hook URLs")?,
-            ),
+                .context("checking the hook URLs")?;
+                Some(match on_update {
+                    Some(url) => client
+                        .with_update(url, auth.notify_update_interval, auth.notify_update_strict)
+                        .context("checking the on_update URL")?,
+                    None => client,
+                })
+            }
         };
         if keys.is_none() && hook.as_ref().is_none_or(|hook| !hook.has_on_publish()) {
             tracing::warn!(

@@ -13,6 +13,10 @@
 //! 3. the live playlist (and `vod.m3u8` when recording), one PUT each;
 //! 4. deletes of what the playlist retired.
 //!
+//! Each segment carries the instant the input that closed it arrived; when the playlist that
+//! references it is stored, the difference is the segment-visible latency
+//! (`gatecast_ingest_segment_visible_seconds`).
+//!
 //! A failed PUT is retried with exponential backoff until it succeeds or shutdown's deadline
 //! passes; nothing is referenced before it is stored, so a storage outage shows up to viewers as
 //! a stalled playlist, never as a missing object.
@@ -45,7 +49,8 @@ const DELETE_ATTEMPTS: u32 = 3;
 /// The byte-bounded, drop-oldest buffer between one connection and its uploader (pure state).
 #[derive(Debug)]
 struct QueueState {
-    pending: VecDeque<EncryptedSegment>,
+    /// Segments and when the input that closed each arrived.
+    pending: VecDeque<(EncryptedSegment, Instant)>,
     bytes: usize,
     cap_bytes: usize,
     /// Segments shed since the uploader last took one.
@@ -56,8 +61,9 @@ struct QueueState {
 /// What [`QueueState::pop`] found.
 #[derive(Debug, PartialEq)]
 enum Popped {
-    /// The next segment, and how many were shed right before it.
-    Segment(EncryptedSegment, u64),
+    /// The next segment, when the input that closed it arrived, and how many segments were
+    /// shed right before it.
+    Segment(EncryptedSegment, Instant, u64),
     /// Nothing pending yet.
     Empty,
     /// Nothing pending and the sender is gone: the stream ended.
@@ -78,12 +84,12 @@ impl QueueState {
     /// Appends `segment`, shedding the oldest pending ones while over the cap. The new segment
     /// is always kept (even alone over the cap): it is the freshest media. Returns how many
     /// segments were shed.
-    fn push(&mut self, segment: EncryptedSegment) -> u64 {
+    fn push(&mut self, segment: EncryptedSegment, closed_at: Instant) -> u64 {
         self.bytes += segment.bytes.len();
-        self.pending.push_back(segment);
+        self.pending.push_back((segment, closed_at));
         let mut dropped = 0;
         while self.bytes > self.cap_bytes && self.pending.len() > 1 {
-            if let Some(oldest) = self.pending.pop_front() {
+            if let Some((oldest, _)) = self.pending.pop_front() {
                 self.bytes -= oldest.bytes.len();
                 dropped += 1;
             }
@@ -94,9 +100,10 @@ impl QueueState {
 
     fn pop(&mut self) -> Popped {
         match self.pending.pop_front() {
-            Some(segment) => {
+            Some((segment, closed_at)) => {
                 self.bytes -= segment.bytes.len();
-                Popped::Segment(segment, std::mem::take(&mut self.dropped_unreported))
+                let dropped = std::mem::take(&mut self.dropped_unreported);
+                Popped::Segment(segment, closed_at, dropped)
             }
             None if self.closed => Popped::Finished,
             None => Popped::Empty,
@@ -141,9 +148,10 @@ pub struct SegmentSender {
 }
 
 impl SegmentSender {
-    /// Queues a segment without waiting; returns how many older segments were shed for it.
-    pub fn push(&self, segment: EncryptedSegment) -> u64 {
-        let dropped = self.queue.lock().push(segment);
+    /// Queues a segment closed by input that arrived at `closed_at`, without waiting; returns
+    /// how many older segments were shed for it.
+    pub fn push(&self, segment: EncryptedSegment, closed_at: Instant) -> u64 {
+        let dropped = self.queue.lock().push(segment, closed_at);
         self.queue.ready.notify_one();
         dropped
     }
@@ -217,7 +225,9 @@ impl Uploader {
                 () = self.abort.cancelled() => break,
             };
             let outcome = match next {
-                Popped::Segment(segment, dropped) => self.handle_segment(segment, dropped).await,
+                Popped::Segment(segment, closed_at, dropped) => {
+                    self.handle_segment(segment, closed_at, dropped).await
+                }
                 Popped::Finished => {
                     if self.finish().await.is_ok() {
                         tracing::info!(segments = self.segments_stored, "stream finalized");
@@ -239,6 +249,7 @@ impl Uploader {
     async fn handle_segment(
         &mut self,
         segment: EncryptedSegment,
+        closed_at: Instant,
         dropped: u64,
     ) -> Result<(), Aborted> {
         if dropped > 0 {
@@ -275,6 +286,7 @@ impl Uploader {
 
         self.playlist.handle_segment_stored(&segment);
         self.write_playlists().await?;
+        self.metrics.handle_segment_visible(closed_at.elapsed());
         while let Some(expired) = self.playlist.poll_expired() {
             self.delete(&expired).await;
         }
@@ -406,20 +418,22 @@ mod tests {
     #[test]
     fn queue_sheds_oldest_and_reports_before_the_next() {
         let mut queue = QueueState::new(250);
-        assert_eq!(queue.push(segment(1, 1, 100)), 0);
-        assert_eq!(queue.push(segment(2, 1, 100)), 0);
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        assert_eq!(queue.push(segment(1, 1, 100), at(1)), 0);
+        assert_eq!(queue.push(segment(2, 1, 100), at(2)), 0);
         assert_eq!(
-            queue.push(segment(3, 1, 100)),
+            queue.push(segment(3, 1, 100), at(3)),
             1,
             "300 > 250: segment 1 goes"
         );
-        assert_eq!(queue.pop(), Popped::Segment(segment(2, 1, 100), 1));
-        assert_eq!(queue.pop(), Popped::Segment(segment(3, 1, 100), 0));
+        assert_eq!(queue.pop(), Popped::Segment(segment(2, 1, 100), at(2), 1));
+        assert_eq!(queue.pop(), Popped::Segment(segment(3, 1, 100), at(3), 0));
         assert_eq!(queue.pop(), Popped::Empty);
         // One segment larger than the cap is still kept.
-        assert_eq!(queue.push(segment(4, 4, 1000)), 0);
+        assert_eq!(queue.push(segment(4, 4, 1000), at(4)), 0);
         queue.closed = true;
-        assert_eq!(queue.pop(), Popped::Segment(segment(4, 4, 1000), 0));
+        assert_eq!(queue.pop(), Popped::Segment(segment(4, 4, 1000), at(4), 0));
         assert_eq!(queue.pop(), Popped::Finished);
         assert_eq!(queue.bytes, 0);
     }
@@ -470,8 +484,8 @@ mod tests {
         let store = Arc::new(InMemory::new());
         let (uploader, sender, metrics) = uploader(Arc::clone(&store) as Arc<dyn ObjectStore>, 150);
         // Queue before the uploader runs: segment 10 (first under key 10) is shed for 11.
-        assert_eq!(sender.push(segment(10, 10, 100)), 0);
-        assert_eq!(sender.push(segment(11, 10, 100)), 1);
+        assert_eq!(sender.push(segment(10, 10, 100), Instant::now()), 0);
+        assert_eq!(sender.push(segment(11, 10, 100), Instant::now()), 1);
         drop(sender);
         uploader.run().await;
 
@@ -506,7 +520,10 @@ mod tests {
         let task = tokio::spawn(uploader.run());
         // Keys rotate every 2 segments: ids 1, 3, 5, ...
         for sequence in 1..=12u64 {
-            sender.push(segment(sequence, sequence - (sequence - 1) % 2, 10));
+            sender.push(
+                segment(sequence, sequence - (sequence - 1) % 2, 10),
+                Instant::now(),
+            );
         }
         drop(sender);
         task.await.expect("uploader");

@@ -152,3 +152,137 @@ async fn unreachable_hook_refuses() {
     assert_eq!(worker.metric(metric).await, 1.0);
     worker.shutdown().await.unwrap();
 }
+
+/// nginx-rtmp's `on_update`: called every `notify_update_timeout` with `call=update_publish`,
+/// the ORIGINAL key, `time` and `timestamp`, plus the same `lease` id as the publish; a refusal
+/// (here 409 on the third call, as the edge answers when another worker holds the channel) cuts
+/// the publisher off with a finalized playlist, and `on_publish_done` follows the last update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_update_heartbeat_and_a_refusal_cuts_the_publisher_off() {
+    let key = "updateKey7Rf2";
+    let updates = std::sync::atomic::AtomicUsize::new(0);
+    let hook = start_hook_server(move |call| match call.path.as_str() {
+        "/on_publish" if call.field("name") == Some(key) => (302, Some("erin".to_owned())),
+        "/on_publish" => (403, None),
+        "/on_update" => {
+            let seen = updates.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if seen < 3 { (200, None) } else { (409, None) }
+        }
+        _ => (200, None),
+    })
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    let url = format!("file://{}", media.display());
+    let stores = Stores::open(&gatecast_ingest::Config::local(url.clone()).storage).unwrap();
+    let mut config = test_config(url);
+    config.auth.on_publish = Some(hook.url("/on_publish"));
+    config.auth.on_publish_done = Some(hook.url("/on_publish_done"));
+    config.auth.on_update = Some(hook.url("/on_update"));
+    config.auth.notify_update_interval = Duration::from_secs(1);
+    let worker = start_worker(config, stores).await;
+
+    let started = tokio::time::Instant::now();
+    let publisher = spawn_publisher(&worker.url(key), 30);
+    let playlist = media.join("live/erin/index.m3u8");
+    wait_for("cut-off playlist", Duration::from_secs(20), || {
+        std::fs::read_to_string(&playlist).is_ok_and(|text| text.contains("#EXT-X-ENDLIST"))
+    })
+    .await;
+    // Refused at the third update (~3 s in), far before the publisher's 30 s were up.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(20), publisher.wait_with_output())
+        .await
+        .expect("ffmpeg exits once cut off");
+    verify_finished_stream(&media, "erin", 2).await;
+
+    wait_for("publish_done", Duration::from_secs(10), || {
+        hook.calls().iter().any(|c| c.path == "/on_publish_done")
+    })
+    .await;
+    let calls = hook.calls();
+    let publish_call = calls.iter().find(|c| c.path == "/on_publish").unwrap();
+    let lease = publish_call.field("lease").unwrap();
+    assert_eq!(lease.len(), 32, "16 random bytes in hex: {lease}");
+    assert!(lease.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(publish_call.field("update_interval"), Some("1"));
+    let update_calls: Vec<&HookCall> = calls.iter().filter(|c| c.path == "/on_update").collect();
+    assert_eq!(update_calls.len(), 3, "no update after the refusal");
+    let mut last_time = 0;
+    for update in &update_calls {
+        assert_eq!(update.field("call"), Some("update_publish"));
+        assert_eq!(
+            update.field("name"),
+            Some(key),
+            "the original key, as nginx-rtmp"
+        );
+        assert_eq!(
+            update.field("lease"),
+            Some(lease),
+            "one lease id per publish"
+        );
+        assert_eq!(update.field("update_interval"), Some("1"));
+        for same in ["app", "addr", "clientid", "tcurl", "flashver"] {
+            assert_eq!(update.field(same), publish_call.field(same), "{same}");
+        }
+        let time: u64 = update.field("time").unwrap().parse().unwrap();
+        assert!(time >= last_time, "time counts seconds since the publish");
+        last_time = time;
+        let timestamp: u32 = update.field("timestamp").unwrap().parse().unwrap();
+        assert!(timestamp < 30_000, "RTMP timestamp in ms: {timestamp}");
+    }
+    assert!(
+        (2..=4).contains(&last_time),
+        "third update ~3 s in: {last_time}"
+    );
+    let position = |path: &str| calls.iter().rposition(|c| c.path == path).unwrap();
+    assert!(position("/on_publish_done") > position("/on_update"));
+    let done = &calls[position("/on_publish_done")];
+    assert_eq!(done.field("lease"), Some(lease));
+
+    let refused = "gatecast_ingest_publishes_refused_total{reason=\"update_refused\"}";
+    assert_eq!(worker.metric(refused).await, 1.0);
+    worker.shutdown().await.unwrap();
+}
+
+/// A lenient heartbeat (the default) keeps publishing while the hook is down or answers 5xx;
+/// only its answers count, never its absence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_update_outage_does_not_end_a_broadcast() {
+    let hook = start_hook_server(|call| match call.path.as_str() {
+        "/on_update" => (503, None),
+        _ => (200, None),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let stores = Stores::open(&gatecast_ingest::Config::local(url.clone()).storage).unwrap();
+    let mut config = test_config(url);
+    config.auth.on_publish = Some(hook.url("/on_publish"));
+    config.auth.on_update = Some(hook.url("/on_update"));
+    config.auth.notify_update_interval = Duration::from_secs(1);
+    let worker = start_worker(config, stores).await;
+    let playlist = dir.path().join("live/frank/index.m3u8");
+    finish_publish(
+        spawn_publisher(&worker.url("frank"), 5),
+        &playlist,
+        "a 503 from on_update is an outage, not a refusal",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        hook.calls()
+            .iter()
+            .filter(|c| c.path == "/on_update")
+            .count()
+            >= 3
+    );
+    let refused = "gatecast_ingest_publishes_refused_total{reason=\"update_refused\"}";
+    assert_eq!(worker.metric(refused).await, 0.0);
+    worker.shutdown().await.unwrap();
+}

@@ -1,6 +1,8 @@
 //! The whole gatecast stack in one process tree: embedded S3, the ingest worker and the wasm host
 //! serving `spin.toml`, wired together the way a deployment wires them (the worker takes its
-//! stream keys from the edge through the nginx-rtmp `on_publish` hook).
+//! stream keys from the edge through the nginx-rtmp `on_publish` hook, and renews the channel's
+//! publish lease through `on_update`, so more workers ([`Stack::worker_config`]) pointed at the
+//! same edge never publish one channel twice).
 //!
 //! Used by `gatecast-dev` and by the end-to-end tests, which need free ports (bind to port 0 and
 //! read the bound addresses back) and the ability to take storage down mid-stream.
@@ -44,6 +46,8 @@ pub struct StackConfig {
     pub segment_seconds: u64,
     /// A fresh key every this many segments.
     pub segments_per_key: u32,
+    /// Seconds between the worker's `on_update` calls; the edge's publish lease lasts three.
+    pub notify_update_seconds: u64,
     /// Keep everything and write a replay playlist.
     pub record: bool,
     /// Extra app variables (override `spin.toml` defaults), e.g. `sign_segments = "true"`.
@@ -64,6 +68,7 @@ impl StackConfig {
             s3: any_port,
             segment_seconds: 2,
             segments_per_key: 3,
+            notify_update_seconds: 30,
             record: false,
             variables: BTreeMap::new(),
         }
@@ -140,6 +145,8 @@ pub struct Stack {
     pub ingest_admin_addr: SocketAddr,
     /// The secrets the stack runs with.
     pub secrets: Secrets,
+    /// The ingest worker's configuration, the template of [`Stack::worker_config`].
+    worker_config: gatecast_ingest::Config,
     /// Root folder of the S3 buckets.
     pub s3_root: PathBuf,
     shutdown: CancellationToken,
@@ -179,7 +186,7 @@ impl Stack {
         let worker_config = ingest_config(&config, &secrets, s3_addr, &http_base);
         let stores = gatecast_ingest::Stores::open(&worker_config.storage)
             .context("cannot open the worker's storage")?;
-        let worker = gatecast_ingest::Worker::bind(worker_config, stores).await?;
+        let worker = gatecast_ingest::Worker::bind(worker_config.clone(), stores).await?;
         let (rtmp_addr, ingest_admin_addr) = (worker.rtmp_addr(), worker.admin_addr());
         let worker_task = tokio::spawn(worker.run(shutdown.clone().cancelled_owned()));
 
@@ -189,11 +196,60 @@ impl Stack {
             s3_addr,
             ingest_admin_addr,
             secrets,
+            worker_config,
             s3_root,
             shutdown,
             storage,
             services: vec![("edge host", host_task), ("ingest worker", worker_task)],
         })
+    }
+
+    /// The configuration of one more ingest worker for this stack (same storage, same edge
+    /// hooks), on fresh loopback ports: what scaling out with several workers looks like.
+    pub fn worker_config(&self) -> gatecast_ingest::Config {
+        let mut config = self.worker_config.clone();
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.rtmp.listen = any_port;
+        config.admin_listen = any_port;
+        config
+    }
+
+    /// Starts one more ingest worker ([`Stack::worker_config`], `on_update` every
+    /// `notify_update`) on a runtime of its own, so that it can also be crashed.
+    pub async fn start_worker(&self, notify_update: Duration) -> anyhow::Result<ExtraWorker> {
+        let mut config = self.worker_config();
+        config.auth.notify_update_interval = notify_update;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .context("cannot build the extra worker's runtime")?;
+        let (started, bound) = tokio::sync::oneshot::channel();
+        let stop = CancellationToken::new();
+        let task = runtime.spawn({
+            let stop = stop.clone();
+            async move {
+                let stores = gatecast_ingest::Stores::open(&config.storage)
+                    .context("cannot open the worker's storage")?;
+                let worker = gatecast_ingest::Worker::bind(config, stores).await?;
+                let _ = started.send(worker.rtmp_addr());
+                worker.run(stop.cancelled_owned()).await
+            }
+        });
+        let mut worker = ExtraWorker {
+            rtmp_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            runtime: Some(runtime),
+            stop,
+            task,
+        };
+        match bound.await {
+            Ok(addr) => worker.rtmp_addr = addr,
+            Err(_) => {
+                let failure = (&mut worker.task).await;
+                anyhow::bail!("extra worker did not start: {failure:?}");
+            }
+        }
+        Ok(worker)
     }
 
     /// `rtmp://…/live/<stream key>`
@@ -221,6 +277,49 @@ impl Stack {
                 .with_context(|| format!("{name} failed"))?;
         }
         self.stop_storage().await
+    }
+}
+
+/// One more ingest worker of a [`Stack`] ([`Stack::start_worker`]), on its own tokio runtime.
+pub struct ExtraWorker {
+    /// Where its RTMP publishers connect.
+    pub rtmp_addr: SocketAddr,
+    /// `Some` until crashed or stopped (dropping a runtime inside async code would panic).
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl ExtraWorker {
+    /// `rtmp://…/live/<stream key>` on this worker.
+    pub fn publish_url(&self, stream_key: &str) -> String {
+        format!("rtmp://{}/live/{stream_key}", self.rtmp_addr)
+    }
+
+    /// Graceful stop: live playlists finalized, `on_publish_done` sent.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        (&mut self.task)
+            .await
+            .context("extra worker panicked")?
+            .context("extra worker failed")
+    }
+
+    /// Kills the worker as a crash would: its runtime and every task on it stop at once, so
+    /// no final playlist, no `on_publish_done` and no further `on_update` is sent; its
+    /// publishers' connections are reset.
+    pub fn crash(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for ExtraWorker {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -290,6 +389,9 @@ fn ingest_config(
         "{http_base}/hooks/on-publish-done?secret={}",
         secrets.hook_secret
     ));
+    // The api tells the heartbeat from a publish by its `call=update_publish` field.
+    worker.auth.on_update = worker.auth.on_publish.clone();
+    worker.auth.notify_update_interval = Duration::from_secs(config.notify_update_seconds.max(1));
     worker.media.segment_duration = Duration::from_secs(config.segment_seconds);
     worker.media.segments_per_key = config.segments_per_key;
     worker.media.record = config.record;

@@ -1,8 +1,16 @@
-//! nginx-rtmp compatible `on_publish` / `on_publish_done` HTTP callbacks.
+//! nginx-rtmp compatible `on_publish` / `on_update` / `on_publish_done` HTTP callbacks.
 //!
 //! The request shape and the reply rules are nginx-rtmp's, so an existing site backend (such as
 //! the Django views of the original recipe) works unchanged: an urlencoded form POST; 2xx allows,
-//! 3xx with a `Location` renames, anything else (or no answer in time) refuses.
+//! 3xx with a `Location` renames, anything else (or no answer in time) refuses. `on_update` is
+//! nginx-rtmp's heartbeat of a live publish (`call=update_publish`, plus `time` and
+//! `timestamp`); its answer decides whether the publisher may go on ([`update_keeps_publishing`]).
+//!
+//! Two fields nginx-rtmp does not send are added to every call, before the publisher's own URL
+//! arguments (a receiver reading the first occurrence cannot be fooled by the publisher):
+//! `lease`, a random id of this publish, the same in all its calls, and `update_interval`, the
+//! seconds between `on_update` calls when they are configured. The edge api uses both to keep a
+//! channel to one publisher across workers with a lease that lapses if a worker dies.
 
 use std::time::Duration;
 
@@ -49,12 +57,21 @@ pub enum HookVerdict {
     Unavailable,
 }
 
+/// The `on_update` heartbeat: where, how often, and how strictly its answers are read.
+#[derive(Clone)]
+struct UpdateHook {
+    url: Uri,
+    interval: Duration,
+    strict: bool,
+}
+
 /// Calls the configured hooks. Cheap to clone.
 #[derive(Clone)]
 pub struct HookClient {
     client: Client<HttpConnector, Full<Bytes>>,
     on_publish: Option<Uri>,
     on_publish_done: Option<Uri>,
+    on_update: Option<UpdateHook>,
     timeout: Duration,
 }
 
@@ -70,8 +87,30 @@ impl HookClient {
             client,
             on_publish: on_publish.map(parse_hook_url).transpose()?,
             on_publish_done: on_publish_done.map(parse_hook_url).transpose()?,
+            on_update: None,
             timeout,
         })
+    }
+
+    /// Adds the `on_update` heartbeat (nginx-rtmp's `on_update`, `notify_update_timeout` and
+    /// `notify_update_strict`).
+    pub fn with_update(
+        mut self,
+        url: &str,
+        interval: Duration,
+        strict: bool,
+    ) -> Result<Self, HookError> {
+        self.on_update = Some(UpdateHook {
+            url: parse_hook_url(url)?,
+            interval,
+            strict,
+        });
+        Ok(self)
+    }
+
+    /// The `on_update` period, when the heartbeat is configured.
+    pub fn update_interval(&self) -> Option<Duration> {
+        self.on_update.as_ref().map(|update| update.interval)
     }
 
     /// Whether an `on_publish` hook is configured.
@@ -84,7 +123,7 @@ impl HookClient {
         let Some(url) = &self.on_publish else {
             return HookVerdict::Refused(StatusCode::FORBIDDEN);
         };
-        let response = match self.post(url, form_body("publish", request)).await {
+        let response = match self.post(url, self.form("publish", request, &[])).await {
             Some(response) => response,
             None => return HookVerdict::Unavailable,
         };
@@ -108,13 +147,57 @@ impl HookClient {
     /// nginx-rtmp; failures are only logged.
     pub async fn on_publish_done(&self, request: &PublishRequest) {
         if let Some(url) = &self.on_publish_done {
-            match self.post(url, form_body("publish_done", request)).await {
+            match self
+                .post(url, self.form("publish_done", request, &[]))
+                .await
+            {
                 Some(response) => {
                     tracing::debug!(status = %response.status(), "on_publish_done answered")
                 }
                 None => tracing::warn!("on_publish_done hook unreachable"),
             }
         }
+    }
+
+    /// Sends `on_update` for a publish live for `elapsed` whose media reached RTMP timestamp
+    /// `timestamp_ms`; whether the publisher may go on (always true without the hook).
+    pub async fn on_update(
+        &self,
+        request: &PublishRequest,
+        elapsed: Duration,
+        timestamp_ms: u32,
+    ) -> bool {
+        let Some(update) = &self.on_update else {
+            return true;
+        };
+        let (time, timestamp) = (elapsed.as_secs().to_string(), timestamp_ms.to_string());
+        let body = self.form(
+            "update_publish",
+            request,
+            &[("time", &time), ("timestamp", &timestamp)],
+        );
+        let status = self
+            .post(&update.url, body)
+            .await
+            .map(|response| response.status());
+        let keep = update_keeps_publishing(status, update.strict);
+        if !keep {
+            tracing::info!(status = ?status, strict = update.strict, "on_update refused the live publish");
+        }
+        keep
+    }
+
+    /// [`form_body`] with this worker's `update_interval` when the heartbeat is configured.
+    fn form(&self, call: &str, request: &PublishRequest, extra: &[(&str, &str)]) -> String {
+        let interval = self
+            .update_interval()
+            .map(|interval| interval.as_secs().max(1).to_string());
+        let mut fields = Vec::with_capacity(extra.len() + 1);
+        if let Some(interval) = &interval {
+            fields.push(("update_interval", interval.as_str()));
+        }
+        fields.extend_from_slice(extra);
+        form_body(call, request, &fields)
     }
 
     async fn post(&self, url: &Uri, body: String) -> Option<http::Response<()>> {
@@ -156,10 +239,25 @@ fn parse_hook_url(url: &str) -> Result<Uri, HookError> {
     Ok(uri)
 }
 
-/// The form nginx-rtmp posts: its fixed fields, then every query argument the publisher put on
-/// its RTMP URL. `name` is always the ORIGINAL stream name (the secret key), also for
-/// `publish_done` after a rename, so the site can match the two calls.
-pub fn form_body(call: &str, request: &PublishRequest) -> String {
+/// How an `on_update` answer is read (`None`: unreachable or timed out): 2xx goes on; a strict
+/// heartbeat (nginx-rtmp's `notify_update_strict on`) stops on anything else; a lenient one, the
+/// default, stops only on a 4xx (or another non-2xx/3xx/5xx status), so a hook outage never
+/// ends a broadcast. nginx-rtmp's lenient mode also stops on a 5xx; here a 5xx means the hook
+/// is down (the edge answers 503 while its store is), not that the publisher is unwelcome.
+pub fn update_keeps_publishing(status: Option<StatusCode>, strict: bool) -> bool {
+    match status {
+        Some(status) if status.is_success() => true,
+        Some(status) if status.is_redirection() || status.is_server_error() => !strict,
+        Some(_) => false,
+        None => !strict,
+    }
+}
+
+/// The form nginx-rtmp posts: its fixed fields, the gatecast `lease`, then `extra` (the
+/// call's own fields), then every query argument the publisher put on its RTMP URL. `name` is
+/// always the ORIGINAL stream name (the secret key), also for `publish_done` after a rename, so
+/// the site can match the calls.
+pub fn form_body(call: &str, request: &PublishRequest, extra: &[(&str, &str)]) -> String {
     let connect = &request.connect;
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     form.append_pair("app", &request.app)
@@ -171,7 +269,11 @@ pub fn form_body(call: &str, request: &PublishRequest) -> String {
         .append_pair("clientid", &request.client_id.to_string())
         .append_pair("call", call)
         .append_pair("name", request.key.expose())
-        .append_pair("type", "live");
+        .append_pair("type", "live")
+        .append_pair("lease", &request.lease_id);
+    for (name, value) in extra {
+        form.append_pair(name, value);
+    }
     for (name, value) in &request.args {
         form.append_pair(name, value);
     }
@@ -230,6 +332,7 @@ mod tests {
             app: "live".into(),
             addr: "192.0.2.4".parse().expect("ip"),
             client_id: 17,
+            lease_id: "5be1".into(),
             connect: ConnectInfo {
                 tcurl: "rtmp://127.0.0.1:1935/live".into(),
                 flashver: "FMLE/3.0 (compatible; Lavf61.7.100)".into(),
@@ -237,14 +340,57 @@ mod tests {
                 pageurl: String::new(),
             },
         };
-        let body = form_body("publish", &request);
+        let body = form_body("publish", &request, &[]);
         // Expected text written by hand from the form-urlencoded rules (space → '+').
         assert_eq!(
             body,
             "app=live&flashver=FMLE%2F3.0+%28compatible%3B+Lavf61.7.100%29&swfurl=\
              &tcurl=rtmp%3A%2F%2F127.0.0.1%3A1935%2Flive&pageurl=&addr=192.0.2.4&clientid=17\
-             &call=publish&name=J42nin+Lbjl%262E2V8ePqy7&type=live&token=a+b"
+             &call=publish&name=J42nin+Lbjl%262E2V8ePqy7&type=live&lease=5be1&token=a+b"
         );
+        let update = form_body(
+            "update_publish",
+            &request,
+            &[
+                ("update_interval", "2"),
+                ("time", "4"),
+                ("timestamp", "4021"),
+            ],
+        );
+        assert!(
+            update.ends_with(
+                "&call=update_publish&name=J42nin+Lbjl%262E2V8ePqy7&type=live&lease=5be1\
+                 &update_interval=2&time=4&timestamp=4021&token=a+b"
+            ),
+            "{update}"
+        );
+    }
+
+    /// nginx-rtmp's `ngx_rtmp_notify_update_handle`: lenient mode ends the publish only on a
+    /// parsed status other than 2xx/3xx (here 5xx too is an outage); strict on anything but 2xx.
+    #[test]
+    fn update_answers_follow_nginx_rtmp() {
+        let cases = [
+            (Some(StatusCode::OK), true, true),
+            (Some(StatusCode::NO_CONTENT), true, true),
+            (Some(StatusCode::FOUND), true, false),
+            (Some(StatusCode::FORBIDDEN), false, false),
+            (Some(StatusCode::CONFLICT), false, false),
+            (Some(StatusCode::SERVICE_UNAVAILABLE), true, false),
+            (None, true, false),
+        ];
+        for (status, lenient, strict) in cases {
+            assert_eq!(
+                update_keeps_publishing(status, false),
+                lenient,
+                "{status:?}"
+            );
+            assert_eq!(
+                update_keeps_publishing(status, true),
+                strict,
+                "{status:?} strict"
+            );
+        }
     }
 
     #[test]

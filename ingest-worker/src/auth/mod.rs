@@ -14,7 +14,7 @@ pub mod rate_limit;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gatecast_core::layout::StreamName;
 use sha2::{Digest, Sha256};
@@ -113,6 +113,9 @@ pub struct PublishRequest {
     pub addr: IpAddr,
     /// The worker's id for the connection (nginx-rtmp's `clientid`).
     pub client_id: u64,
+    /// Random id of this publish attempt (32 hex digits), sent to every hook as `lease`: the
+    /// edge's publish lease names its holder by it.
+    pub lease_id: String,
     /// What the client said in `connect`.
     pub connect: ConnectInfo,
 }
@@ -243,6 +246,24 @@ impl Authorizer {
             && !matches!(table.lookup(digest), KeyLookup::Active(current) if current == *name)
     }
 
+    /// The `on_update` period, when that hook is configured.
+    pub fn update_interval(&self) -> Option<Duration> {
+        self.hook.as_ref().and_then(HookClient::update_interval)
+    }
+
+    /// Runs the `on_update` hook for a live publish; whether it may go on.
+    pub async fn handle_update(
+        &self,
+        request: &PublishRequest,
+        elapsed: Duration,
+        timestamp_ms: u32,
+    ) -> bool {
+        match &self.hook {
+            Some(hook) => hook.on_update(request, elapsed, timestamp_ms).await,
+            None => true,
+        }
+    }
+
     /// Runs the `on_publish_done` hook, if any.
     pub async fn handle_publish_done(&self, request: &PublishRequest) {
         if let Some(hook) = &self.hook {
@@ -262,7 +283,6 @@ impl Authorizer {
 mod tests {
     use super::*;
     use std::sync::{Arc, RwLock};
-    use std::time::Duration;
 
     fn request(key: &str, addr: &str) -> PublishRequest {
         PublishRequest {
@@ -271,6 +291,7 @@ mod tests {
             app: "live".into(),
             addr: addr.parse().expect("ip"),
             client_id: 1,
+            lease_id: "0".repeat(32),
             connect: ConnectInfo::default(),
         }
     }

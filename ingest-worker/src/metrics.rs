@@ -23,7 +23,8 @@ pub enum RefusalReason {
     HookUnavailable,
     /// The public name (from the keys file or a hook rename) is not a valid stream name.
     InvalidName,
-    /// Another publisher is live under the same public name.
+    /// Another publisher is live under the same public name (on this worker, or elsewhere: the
+    /// `on_publish` hook answered 409).
     NameBusy,
     /// Too many failed key attempts from this client address.
     RateLimited,

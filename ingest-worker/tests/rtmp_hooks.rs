@@ -24,6 +24,8 @@ async fn on_publish_renames_refuses_and_publish_done_gets_the_original_key() {
         }
         // A relay redirect is not a rename: refused.
         ("/on_publish", Some("relay-key")) => (302, Some("rtmp://elsewhere/live/x".to_owned())),
+        // The edge api's answer while another worker holds the channel's lease.
+        ("/on_publish", Some("busy-key")) => (409, None),
         ("/on_publish", _) => (403, None),
         _ => (200, None),
     })
@@ -40,13 +42,15 @@ async fn on_publish_renames_refuses_and_publish_done_gets_the_original_key() {
 
     // The renamed stream and the refusals run side by side.
     let renamed = spawn_publisher(&format!("{}?token=abc%20def&site=1", worker.url(key)), 6);
-    let urls = ["denied-key", "relay-key", "absolute-key"].map(|k| worker.url(k));
-    let (denied, relay, absolute) = tokio::join!(
+    let urls = ["denied-key", "relay-key", "absolute-key", "busy-key"].map(|k| worker.url(k));
+    let (denied, relay, absolute, busy) = tokio::join!(
         publish(&urls[0], 2),
         publish(&urls[1], 2),
-        publish(&urls[2], 3)
+        publish(&urls[2], 3),
+        publish(&urls[3], 2)
     );
     assert!(!denied.status.success(), "403 refuses");
+    assert!(!busy.status.success(), "409 refuses");
     assert!(!relay.status.success(), "rtmp:// redirect refuses");
     assert!(absolute.status.success(), "absolute http redirect renames");
 
@@ -127,6 +131,8 @@ async fn on_publish_renames_refuses_and_publish_done_gets_the_original_key() {
     let refused =
         |reason: &str| format!("gatecast_ingest_publishes_refused_total{{reason=\"{reason}\"}}");
     assert_eq!(worker.metric(&refused("unknown_key")).await, 2.0);
+    // 409 is 'live elsewhere', not a bad key: not counted against the client's rate limit.
+    assert_eq!(worker.metric(&refused("name_busy")).await, 1.0);
     worker.shutdown().await.unwrap();
 }
 

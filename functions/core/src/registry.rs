@@ -286,7 +286,7 @@ pub fn lease_holder(body: &str) -> u32 {
 /// the interval capped at an hour.
 pub fn lease_seconds(body: &str) -> u64 {
     let interval = crate::form::field(body, HOOK_UPDATE_INTERVAL_FIELD)
-        .and_then(|value| u32::from_str_radix(&value, 10).ok())
+        .and_then(|value| value.parse::<u32>().ok())
         .map(u64::from)
         .filter(|seconds| *seconds > 0)
         .map_or(DEFAULT_UPDATE_INTERVAL_SECS, |seconds| {

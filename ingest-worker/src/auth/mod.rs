@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use gatecast_core::layout::StreamName;
+use http::StatusCode;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -216,6 +217,13 @@ impl Authorizer {
         let public = match hook.on_publish(request).await {
             HookVerdict::Allowed => request.key.expose().to_owned(),
             HookVerdict::Renamed(name) => name,
+            // 409: the key is fine but its channel is live elsewhere (the edge api's answer
+            // while another worker holds the channel's lease). Not a failed key attempt, so a
+            // streamer retrying while an old session lapses is not rate-limited for it.
+            HookVerdict::Refused(StatusCode::CONFLICT) => {
+                tracing::info!("on_publish hook: the channel is live elsewhere");
+                return Decision::Refused(RefusalReason::NameBusy);
+            }
             HookVerdict::Refused(status) => {
                 tracing::info!(%status, "on_publish hook refused");
                 return Decision::Refused(RefusalReason::UnknownKey);

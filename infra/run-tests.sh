@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --locked --target wasm32-wasip2 --profile wasm \
-    -p gatecast-fn-playlist -p gatecast-fn-key -p gatecast-fn-segment -p gatecast-fn-api
+    -p gatecast-fn-playlist -p gatecast-fn-key -p gatecast-fn-segment -p gatecast-fn-api \
+    -p gatecast-fn-ppv-sync
 cargo test --locked "$@"

@@ -20,6 +20,8 @@ pub struct HandlerState {
     pub wrong_solution: bool,
     /// Answer 500 (a handler that is down).
     pub down: bool,
+    /// Read the request and never answer (a hung handler).
+    pub hung: bool,
     /// Every request body received, parsed.
     pub requests: Vec<Value>,
     /// Whether python found each request's `Signature` right.
@@ -77,6 +79,11 @@ impl Handler {
         self.state.lock().expect("handler state").down = down;
     }
 
+    /// Makes the handler hang (`true`: read each request, never answer) or work again.
+    pub fn set_hung(&self, hung: bool) {
+        self.state.lock().expect("handler state").hung = hung;
+    }
+
     /// Number of sync requests received so far.
     pub fn received(&self) -> usize {
         self.state.lock().expect("handler state").requests.len()
@@ -114,10 +121,15 @@ async fn serve(
     let puzzle = request["Puzzle"].as_str().unwrap_or_default().to_owned();
     let expected = b64_md5(&format!("{id}{puzzle}{token}")).await?;
     let signature_ok = request["Signature"].as_str() == Some(expected.as_str());
-    let (deny, wrong, down) = {
+    let (deny, wrong, down, hung) = {
         let state = state.lock().expect("handler state");
-        (state.deny.clone(), state.wrong_solution, state.down)
+        (state.deny.clone(), state.wrong_solution, state.down, state.hung)
     };
+    if hung {
+        // Longer than any sync may wait; the connection stays open and silent.
+        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+        return Ok(());
+    }
     let solution_token = if wrong { "not-the-token" } else { token };
     let solution = b64_md5(&format!("{puzzle}{solution_token}")).await?;
     let body = serde_json::json!({ "DenyList": { "ID": deny }, "Solution": solution }).to_string();

@@ -4,7 +4,7 @@
 use gatecast_e2e::stack::target_dir;
 
 const BUDGET_BYTES: u64 = 400_000;
-const COMPONENTS: [&str; 4] = ["playlist", "key", "segment", "api"];
+const COMPONENTS: [&str; 5] = ["playlist", "key", "segment", "api", "ppv_sync"];
 
 #[test]
 fn each_component_is_a_wasm_component_of_at_most_400_kb() -> anyhow::Result<()> {

@@ -308,13 +308,10 @@ async fn pay_per_view_charges_once_caps_sessions_and_audits() -> anyhow::Result<
     stack.shutdown().await
 }
 
-/// The WMSPanel push sync with a real handler. Needs `key` and `api` built with the `ppv-sync`
-/// feature, which puts both over the 400 KB budget, so the default build leaves it out:
-/// `cargo build --target wasm32-wasip2 --profile wasm -p gatecast-fn-key -p gatecast-fn-api
-/// --features gatecast-fn-key/ppv-sync,gatecast-fn-api/ppv-sync`, then
-/// `cargo test -p gatecast-e2e --test ppv -- --ignored`.
+/// The WMSPanel push sync with a real handler: the key component triggers the `ppv-sync`
+/// component through local service chaining (host-dispatched in process), the API route forces
+/// a sync, and a hung handler cannot hold a sync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs key and api built with the ppv-sync feature"]
 async fn wmspanel_handler_denies_lifts_and_fails_closed() -> anyhow::Result<()> {
     let handler = Handler::start(TOKEN).await?;
     let handler_origin = format!("http://{}", handler.addr);
@@ -329,6 +326,23 @@ async fn wmspanel_handler_denies_lifts_and_fails_closed() -> anyhow::Result<()> 
     ])
     .await?;
     let (mut ffmpeg, _) = paid_broadcast(&stack).await?;
+    // The forced sync needs the API token; the chained entry is not reachable from outside.
+    let unauthenticated = stack
+        .client
+        .post(stack.url("/api/ppv/sync"))
+        .send()
+        .await?
+        .status();
+    ensure!(unauthenticated == 401, "sync without a token: {unauthenticated}");
+    let outside = stack
+        .client
+        .post(stack.url("/internal/sync-if-due"))
+        .header("host", "ppv-sync.spin.internal")
+        .send()
+        .await?
+        .status();
+    ensure!(outside == 404, "chained entry from outside: {outside}");
+
     // 5. WMSPanel handler: blocks within one sync interval.
     credit(&stack, "v-deny", 10).await?;
     let denied_keys = keys_for(&stack, "v-deny", "s-deny").await?;
@@ -372,6 +386,18 @@ async fn wmspanel_handler_denies_lifts_and_fails_closed() -> anyhow::Result<()> 
         "sync after the handler came back answered {status}"
     );
     assert_key_decrypts(&stack, newest).await?;
+
+    // A hung handler fails the sync within its timeout (5 s) instead of holding it.
+    handler.set_hung(true);
+    let started = std::time::Instant::now();
+    let (status, _) = stack.api(Method::POST, "/api/ppv/sync", None).await?;
+    let waited = started.elapsed();
+    ensure!(status == 502, "sync with a hung handler answered {status}");
+    ensure!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(10),
+        "a hung handler held the sync for {waited:?}"
+    );
+    handler.set_hung(false);
 
     // Every sync the handler saw was signed right (python's md5), and the usage reported the
     // viewers with 6 s deltas per key period watched.

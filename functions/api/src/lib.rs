@@ -135,7 +135,6 @@ async fn dispatch(route: ApiRoute, body: &[u8], query: &str) -> Result<Result<Re
             let balance = Ledger::open()?.balance(&viewer)?;
             Ok(balance_reply(viewer, balance))
         }
-        ApiRoute::Sync => Ok(sync().await?),
         ApiRoute::Usage => match gatecast_core::form::field(query, "stream")
             .and_then(|stream| StreamName::parse(&stream).ok())
         {
@@ -324,28 +323,6 @@ async fn save_channel(store: &Store, name: &StreamName, channel: &ChannelRecord)
         .set(registry::channel_key(name), channel.to_json())
         .await
         .context("writing a channel")
-}
-
-/// `POST /api/ppv/sync`, for an external scheduler (feature `ppv-sync`).
-#[cfg(feature = "ppv-sync")]
-async fn sync() -> Result<Reply> {
-    Ok(match ppv::sync(&Ledger::open()?).await {
-        Ok(denied) => reply::json(
-            StatusCode::OK,
-            format!("{{\"denied\":{denied}}}").into_bytes(),
-        ),
-        Err(ppv::SyncFailure::NotConfigured) => reply::status(StatusCode::NOT_FOUND),
-        Err(ppv::SyncFailure::Handler(why)) => {
-            eprintln!("api: ppv sync: {why}");
-            reply::status(StatusCode::BAD_GATEWAY)
-        }
-    })
-}
-
-/// Without the `ppv-sync` feature the component has no sync: 404.
-#[cfg(not(feature = "ppv-sync"))]
-async fn sync() -> Result<Reply> {
-    Ok(reply::status(StatusCode::NOT_FOUND))
 }
 
 fn balance_reply(viewer: String, balance: i64) -> Reply {

@@ -15,12 +15,14 @@
 //! POST /api/ppv/viewers/<viewer>/credit {"credits":n} -> {"viewer","balance"}
 //! POST /api/ppv/viewers/<viewer>/debit  {"credits":n} -> {"viewer","balance"} | 409
 //! GET  /api/ppv/viewers/<viewer>/balance -> {"viewer","balance"}
-//! POST /api/ppv/sync                    -> {"denied":n} | 502 (handler down or wrong Solution)
 //! GET  /api/ppv/usage?stream=<name>     -> {"stream","unique_viewers","viewer_seconds"}
 //! GET  /api/audit/keys/<name>/<key id>  -> [{"viewer","session","ip","at"}]
 //! POST /hooks/on-publish?secret=..      form body (nginx-rtmp) -> 302 Location: <name> | 403
 //! POST /hooks/on-publish-done?secret=.. form body -> 200
 //! ```
+//!
+//! `POST /api/ppv/sync` has the same bearer token but its own component (`ppv-sync`, the only
+//! one that talks to the WMSPanel handler), so it is not routed here.
 //!
 //! Both secrets are compared as SHA-256 digests in constant time, so neither their content nor
 //! their length leaks through timing.
@@ -121,8 +123,6 @@ pub enum ApiRoute {
     Debit(String),
     /// `GET /api/ppv/viewers/<viewer>/balance`
     Balance(String),
-    /// `POST /api/ppv/sync`
-    Sync,
     /// `GET /api/ppv/usage?stream=<name>` (the stream comes from the query)
     Usage,
     /// `GET /api/audit/keys/<name>/<key id>`
@@ -159,7 +159,6 @@ impl ApiRoute {
             ["api", "ppv", "viewers", viewer, "credit"] => ("POST", Self::Credit(id(viewer)?)),
             ["api", "ppv", "viewers", viewer, "debit"] => ("POST", Self::Debit(id(viewer)?)),
             ["api", "ppv", "viewers", viewer, "balance"] => ("GET", Self::Balance(id(viewer)?)),
-            ["api", "ppv", "sync"] => ("POST", Self::Sync),
             ["api", "ppv", "usage"] => ("GET", Self::Usage),
             ["api", "audit", "keys", stream, key_id] => {
                 let key_id = key_id.parse().map_err(|_| ApiError::InvalidPath)?;
@@ -428,7 +427,6 @@ mod tests {
                 "/api/ppv/viewers/ID_1/balance",
                 ApiRoute::Balance("ID_1".into()),
             ),
-            ("POST", "/api/ppv/sync", ApiRoute::Sync),
             ("GET", "/api/ppv/usage", ApiRoute::Usage),
             (
                 "GET",
@@ -443,8 +441,8 @@ mod tests {
             Err(ApiError::InvalidPath)
         );
         assert_eq!(
-            ApiRoute::parse("GET", "/api/ppv/sync"),
-            Err(ApiError::MethodNotAllowed)
+            ApiRoute::parse("POST", "/api/ppv/sync"),
+            Err(ApiError::NotFound)
         );
     }
 

@@ -18,15 +18,16 @@
 //! ppv-charged:<stream>:<key id>:<viewer> claim counter (see Claim; >= PAID_MARK = paid)
 //! ppv-denied:<viewer>                    present while the WMSPanel handler denies the viewer
 //! ppv-denylist                           JSON list of the ids the last accepted sync denied
-//! sessions:<viewer>                      JSON SessionSet (concurrent-session cap)
+//! sessions:<viewer>                      SessionSet::encode (concurrent-session cap)
 //! ppv-usage-seconds:<stream>             counter of viewer-seconds (key periods served)
 //! ppv-usage-viewers:<stream>             counter of unique viewers
 //! ppv-seen:<stream>:<viewer>             counter (first increment = new unique viewer)
 //! ppv-pending:<stream> <viewer> <ip>     counter of seconds not yet reported to the handler
 //! ppv-audit-count:<stream>:<key id>      audit sequence counter
-//! ppv-audit:<stream>:<key id>:<n>        JSON AuditEntry (append-only)
+//! ppv-audit:<stream>:<key id>:<n>        AuditEntry::encode (append-only)
 //! ppv-audit-seen:<stream>:<key id>:<session>:<viewer>  counter (log once per session)
 //! ppv-sync-last, ppv-sync-round:<n>      last sync start; per-round lease counter
+//! ppv-sync-ok, ppv-known:<viewer>        last accepted sync; viewers it reported (fail-closed)
 //! ```
 //!
 //! Counters use Spin's encoding (8-byte little-endian `i64`) because they are written with the
@@ -204,6 +205,12 @@ impl SyncRequest {
         serde_json::from_slice(body).map_err(|error| PpvError::Malformed(error.to_string()))
     }
 
+    /// The JSON body POSTed to the handler.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Strings, numbers and optional fields only: serialising cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
     /// The handler side of mutual authorization: checks `Signature` in constant time.
     pub fn verify_signature(&self, token: &str) -> Result<(), PpvError> {
         let (Some(puzzle), Some(presented)) = (&self.puzzle, &self.signature) else {
@@ -366,7 +373,7 @@ pub fn balance_key(viewer: &str) -> String {
 
 /// `ppv-charged:<stream>:<key id>:<viewer>`: marker that this key period is paid for.
 pub fn charged_key(viewer: &str, stream: &StreamName, key_id: u64) -> String {
-    format!("ppv-charged:{stream}:{key_id}:{viewer}")
+    format!("{CHARGED_PREFIX}{stream}:{key_id}:{viewer}")
 }
 
 /// Prefix of every deny-list entry, for listing the whole deny list.
@@ -383,14 +390,17 @@ pub fn sessions_key(viewer: &str) -> String {
 }
 
 /// The sessions a viewer has used recently, for the concurrent-session cap.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Stored in the compact form of [`SessionSet::encode`], not JSON: the key component is the
+/// only reader and writer, and without serde_json it stays inside the 400 KB edge budget.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionSet {
     /// Sessions and the unix time each last fetched a key.
     pub sessions: Vec<SessionSeen>,
 }
 
 /// One entry of a [`SessionSet`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSeen {
     /// Session id.
     pub session: String,
@@ -423,6 +433,56 @@ impl SessionSet {
         });
         true
     }
+
+    /// The stored form: per session `<last_seen>,<length>:<session>` (the length in bytes, so
+    /// a session id may hold any character).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = String::new();
+        for seen in &self.sessions {
+            out.push_str(&seen.last_seen.to_string());
+            out.push(',');
+            push_field(&mut out, &seen.session);
+        }
+        out.into_bytes()
+    }
+
+    /// Reads [`SessionSet::encode`]'s form; `None` when it is not one.
+    pub fn decode(stored: &[u8]) -> Option<Self> {
+        let mut rest = std::str::from_utf8(stored).ok()?;
+        let mut sessions = Vec::new();
+        while !rest.is_empty() {
+            let (last_seen, after) = rest.split_once(',')?;
+            let (session, after) = take_field(after)?;
+            sessions.push(SessionSeen {
+                session: session.to_owned(),
+                last_seen: parse_decimal(last_seen)?,
+            });
+            rest = after;
+        }
+        Some(Self { sessions })
+    }
+}
+
+/// Appends `<byte length>:<text>`.
+fn push_field(out: &mut String, text: &str) {
+    out.push_str(&text.len().to_string());
+    out.push(':');
+    out.push_str(text);
+}
+
+/// Splits one [`push_field`] field off the front of `input`: (the text, the rest).
+fn take_field(input: &str) -> Option<(&str, &str)> {
+    let (length, rest) = input.split_once(':')?;
+    let length = usize::try_from(parse_decimal(length)?).ok()?;
+    Some((rest.get(..length)?, rest.get(length..)?))
+}
+
+/// Plain decimal digits only (no sign, no blanks), as the encoders write them.
+fn parse_decimal(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// Header naming why a key was refused, so a player or support tool can tell "pay first"
@@ -561,11 +621,12 @@ pub fn audit_entry_key(stream: &StreamName, key_id: u64, sequence: i64) -> Strin
 /// `ppv-audit-seen:<stream>:<key id>:<session>:<viewer>`: counter so each (viewer, session) is
 /// logged once per key id, however often its player refetches.
 pub fn audit_seen_key(stream: &StreamName, key_id: u64, viewer: &str, session: &str) -> String {
-    format!("ppv-audit-seen:{stream}:{key_id}:{session}:{viewer}")
+    format!("{AUDIT_SEEN_PREFIX}{stream}:{key_id}:{session}:{viewer}")
 }
 
-/// Who fetched a key id, and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Who fetched a key id, and when. Answered as JSON by the API; stored in the compact form of
+/// [`AuditEntry::encode`] because the key component writes it and must not link serde_json.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
     /// Viewer id (empty when the credential names none).
     pub viewer: String,
@@ -575,6 +636,34 @@ pub struct AuditEntry {
     pub ip: String,
     /// Unix time of the first fetch.
     pub at: u64,
+}
+
+impl AuditEntry {
+    /// The stored form: `<at>,<length>:<viewer><length>:<session><length>:<ip>` (lengths in
+    /// bytes, so no field needs escaping).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.at.to_string();
+        out.push(',');
+        for field in [&self.viewer, &self.session, &self.ip] {
+            push_field(&mut out, field);
+        }
+        out.into_bytes()
+    }
+
+    /// Reads [`AuditEntry::encode`]'s form; `None` when it is not one.
+    pub fn decode(stored: &[u8]) -> Option<Self> {
+        let (at, rest) = std::str::from_utf8(stored).ok()?.split_once(',')?;
+        let at = parse_decimal(at)?;
+        let (viewer, rest) = take_field(rest)?;
+        let (session, rest) = take_field(rest)?;
+        let (ip, rest) = take_field(rest)?;
+        rest.is_empty().then(|| Self {
+            viewer: viewer.to_owned(),
+            session: session.to_owned(),
+            ip: ip.to_owned(),
+            at,
+        })
+    }
 }
 
 /// `GET /api/ppv/usage` answer.
@@ -588,9 +677,30 @@ pub struct StreamUsageReport {
     pub viewer_seconds: i64,
 }
 
-/// `ppv-denylist`: JSON list of the ids the last accepted sync denied, so the next sync can
-/// lift the ones it no longer lists.
+/// `ppv-denylist`: the ids the last accepted sync denied ([`encode_id_list`]), so the next
+/// sync can lift the ones it no longer lists.
 pub const DENY_LIST_KEY: &str = "ppv-denylist";
+
+/// The stored form of a list of ids: `<length>:<id>` each, so an id may hold any character.
+pub fn encode_id_list(ids: &[String]) -> Vec<u8> {
+    let mut out = String::new();
+    for id in ids {
+        push_field(&mut out, id);
+    }
+    out.into_bytes()
+}
+
+/// Reads [`encode_id_list`]'s form; `None` when it is not one.
+pub fn decode_id_list(stored: &[u8]) -> Option<Vec<String>> {
+    let mut rest = std::str::from_utf8(stored).ok()?;
+    let mut ids = Vec::new();
+    while !rest.is_empty() {
+        let (id, after) = take_field(rest)?;
+        ids.push(id.to_owned());
+        rest = after;
+    }
+    Some(ids)
+}
 
 /// `ppv-sync-last`: unix time (counter encoding) the last sync round started.
 pub const SYNC_LAST_KEY: &str = "ppv-sync-last";
@@ -615,7 +725,17 @@ pub fn handler_is_stale(last_ok: Option<i64>, now: u64, interval: u64) -> bool {
 /// `ppv-sync-round:<n>`: counter whose first increment wins round `n` (`now / interval`), the
 /// lease that lets exactly one request run a sync per interval.
 pub fn sync_round_key(round: u64) -> String {
-    format!("ppv-sync-round:{round}")
+    format!("{SYNC_ROUND_PREFIX}{round}")
+}
+
+const SYNC_ROUND_PREFIX: &str = "ppv-sync-round:";
+
+/// Whether `key` is the lease of a round before the previous one (`round` is the current):
+/// nobody can contend for it any more, so the round prunes it.
+pub fn is_past_round_key(key: &str, round: u64) -> bool {
+    key.strip_prefix(SYNC_ROUND_PREFIX)
+        .and_then(parse_decimal)
+        .is_some_and(|past| past.saturating_add(1) < round)
 }
 
 /// Whether a sync is due at `now`: the last one started `interval` or more seconds ago.
@@ -624,6 +744,69 @@ pub fn sync_due(last_started: Option<i64>, now: u64, interval: u64) -> bool {
         Some(last) => now.saturating_sub(last) >= interval,
         None => true,
     }
+}
+
+/// The component that owns the WMSPanel sync, addressed by Spin local service chaining
+/// (`http://<component id>.spin.internal`): the key component calls it when a sync is due.
+pub const SYNC_COMPONENT_HOST: &str = "ppv-sync.spin.internal";
+
+/// Path of the chained "sync if due" call. Reachable only through chaining: the `ppv-sync`
+/// component's only public route is [`SYNC_ROUTE`], so a request from outside never has this
+/// path, and Spin removes a `*.spin.internal` `Host` header from outside requests.
+pub const SYNC_IF_DUE_PATH: &str = "/internal/sync-if-due";
+
+/// The public route of a forced sync (bearer `api_token`), for an external scheduler.
+pub const SYNC_ROUTE: &str = "/api/ppv/sync";
+
+/// Key ids of a stream kept in the charge markers and audit-seen keys behind the stream's
+/// newest one: a day of 60 s key periods. Older ones are pruned during the sync round.
+///
+/// Why counted in key ids, not seconds: a key id is the broadcast's start time in unix
+/// milliseconds plus the number of key periods since (layout.rs), so it says nothing about
+/// when a *later* key of a long broadcast was current; "more than this many key ids behind the
+/// newest of the same stream" is exact for a running broadcast, and a new broadcast (a new
+/// base, far above) retires every marker of the previous one. What it costs: a refetch of a
+/// key id that old (a replay of a recording) is charged again.
+pub const RETAINED_KEY_IDS: u64 = 1440;
+
+/// Prefix of the charge markers.
+const CHARGED_PREFIX: &str = "ppv-charged:";
+/// Prefix of the audit-seen keys.
+const AUDIT_SEEN_PREFIX: &str = "ppv-audit-seen:";
+
+/// The stream and key id a charge marker or audit-seen key belongs to.
+fn marker_period(key: &str) -> Option<(&str, u64)> {
+    let rest = key
+        .strip_prefix(CHARGED_PREFIX)
+        .or_else(|| key.strip_prefix(AUDIT_SEEN_PREFIX))?;
+    let mut parts = rest.splitn(3, ':');
+    let stream = parts.next()?;
+    let key_id = parse_decimal(parts.next()?)?;
+    parts.next()?;
+    Some((stream, key_id))
+}
+
+/// Of a listing of the `viewers` store, the charge markers and audit-seen keys more than
+/// `retained` key ids behind the newest key id of their stream (see [`RETAINED_KEY_IDS`]).
+/// Balances, audit entries, usage counters and unique-viewer marks are never pruned.
+pub fn prunable_markers(keys: &[String], retained: u64) -> Vec<&str> {
+    let mut newest: Vec<(&str, u64)> = Vec::new();
+    for (stream, key_id) in keys.iter().filter_map(|key| marker_period(key)) {
+        match newest.iter_mut().find(|(known, _)| *known == stream) {
+            Some((_, top)) => *top = (*top).max(key_id),
+            None => newest.push((stream, key_id)),
+        }
+    }
+    keys.iter()
+        .map(String::as_str)
+        .filter(|key| {
+            marker_period(key).is_some_and(|(stream, key_id)| {
+                newest
+                    .iter()
+                    .any(|(known, top)| *known == stream && key_id.saturating_add(retained) < *top)
+            })
+        })
+        .collect()
 }
 
 /// The ids to add to and lift from the deny list when `next` replaces `previous`.
@@ -863,9 +1046,19 @@ mod tests {
         assert!(!handler_is_stale(Some(40), 100, 30));
         assert!(handler_is_stale(Some(39), 100, 30));
         assert_eq!(known_key("ID_1"), "ppv-known:ID_1");
+        assert_eq!(sync_round_key(7), "ppv-sync-round:7");
+        assert!(is_past_round_key("ppv-sync-round:5", 7));
+        assert!(!is_past_round_key("ppv-sync-round:6", 7));
+        assert!(!is_past_round_key("ppv-sync-round:7", 7));
+        assert!(!is_past_round_key("ppv-sync-round:x", 7));
+        assert!(!is_past_round_key("ppv-sync-last", 7));
         let previous = vec!["a".to_owned(), "b".to_owned()];
         let next = vec!["b".to_owned(), "c".to_owned()];
         assert_eq!(deny_list_changes(&previous, &next), (vec!["c"], vec!["a"]));
+        assert_eq!(encode_id_list(&next), b"1:b1:c");
+        assert_eq!(decode_id_list(b"1:b1:c"), Some(next));
+        assert_eq!(decode_id_list(b""), Some(vec![]));
+        assert_eq!(decode_id_list(b"2:b"), None);
     }
 
     #[test]
@@ -898,11 +1091,86 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["a", "c"]
         );
-        let json = serde_json::to_string(&set).expect("serialises");
-        assert_eq!(
-            json,
-            r#"{"sessions":[{"session":"a","last_seen":130},{"session":"c","last_seen":171}]}"#
-        );
+        // Written by hand: `<last_seen>,<length>:<session>` per session.
+        assert_eq!(set.encode(), b"130,1:a171,1:c");
+        assert_eq!(SessionSet::decode(b"130,1:a171,1:c"), Some(set));
         assert!(!SessionSet::default().admit("a", 0, 0, 60));
+    }
+
+    #[test]
+    fn compact_encodings_round_trip_any_text_and_refuse_garbage() {
+        assert_eq!(SessionSet::default().encode(), b"");
+        assert_eq!(SessionSet::decode(b""), Some(SessionSet::default()));
+        let odd = SessionSet {
+            sessions: vec![SessionSeen {
+                session: "a,1:b:é".into(),
+                last_seen: 7,
+            }],
+        };
+        // "a,1:b:é" is 8 bytes (é is two in UTF-8).
+        assert_eq!(odd.encode(), "7,8:a,1:b:é".as_bytes());
+        assert_eq!(SessionSet::decode(&odd.encode()), Some(odd));
+        let entry = AuditEntry {
+            viewer: "ID_1".into(),
+            session: "s:1".into(),
+            ip: "2001:db8::1".into(),
+            at: 1_700_000_000,
+        };
+        assert_eq!(entry.encode(), b"1700000000,4:ID_13:s:111:2001:db8::1");
+        assert_eq!(AuditEntry::decode(&entry.encode()), Some(entry));
+        let anonymous = AuditEntry {
+            viewer: String::new(),
+            session: String::new(),
+            ip: String::new(),
+            at: 0,
+        };
+        assert_eq!(anonymous.encode(), b"0,0:0:0:");
+        assert_eq!(AuditEntry::decode(b"0,0:0:0:"), Some(anonymous));
+        for bad in [
+            &b"{\"viewer\":\"a\"}"[..],
+            b"1,4:ID_1",
+            b"1,4:ID_13:s:111:2001:db8::1x",
+            b"-1,0:0:0:",
+            b"1,9:ID_1",
+            b"\xff,0:0:0:",
+        ] {
+            assert_eq!(AuditEntry::decode(bad), None, "{bad:?}");
+        }
+        for bad in [&b"130,1:a171"[..], b"130,2:a", b"x,1:a", b"130;1:a"] {
+            assert_eq!(SessionSet::decode(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_key_ids_of_each_stream() {
+        let keys: Vec<String> = [
+            "ppv-charged:cam:100:v1",
+            "ppv-charged:cam:103:v1",
+            "ppv-charged:cam:104:v2",
+            "ppv-audit-seen:cam:101:s1:v1",
+            "ppv-audit-seen:cam:102:s1:v1",
+            "ppv-charged:other:5:v1",
+            "ppv-balance:v1",
+            "ppv-audit:cam:100:1",
+            "ppv-seen:cam:v1",
+            "ppv-charged:cam:notanumber:v1",
+        ]
+        .iter()
+        .map(|key| (*key).to_owned())
+        .collect();
+        // Newest of cam is 104: with 2 retained, ids below 102 go; `other` keeps its only one.
+        assert_eq!(
+            prunable_markers(&keys, 2),
+            ["ppv-charged:cam:100:v1", "ppv-audit-seen:cam:101:s1:v1"]
+        );
+        assert!(prunable_markers(&keys, 10).is_empty());
+        assert_eq!(
+            charged_key("v1", &name("cam"), 100),
+            "ppv-charged:cam:100:v1"
+        );
+        assert_eq!(
+            audit_seen_key(&name("cam"), 101, "v1", "s1"),
+            "ppv-audit-seen:cam:101:s1:v1"
+        );
     }
 }

@@ -8,10 +8,12 @@
 //! sessions, the site's `authorize_key` answer (cached per key period) → pay-per-view
 //! ([`gatecast_spin_shell::ppv::admit_key`]: session cap, exactly-once debit per key id with the
 //! KV's atomics, usage and audit) → the key object from the private key bucket, which must be
-//! exactly 16 bytes. With the `ppv-sync` feature, a due WMSPanel sync runs before the
-//! sanctions (`gatecast_spin_shell::ppv::maybe_sync`). Any refusal is a bodiless 403 (pay-per-view
-//! ones name their reason in `X-Gatecast-Reason`); a store, site or storage failure is 503 with
-//! `Retry-After`.
+//! exactly 16 bytes. When a WMSPanel sync round is due (one KV read), the request first asks
+//! the `ppv-sync` component to run it through Spin local service chaining
+//! ([`gatecast_spin_shell::ppv::request_sync`]); with `ppv_fail_open = false` a viewer no
+//! accepted sync has reported is refused while the handler is silent. Any refusal is a bodiless
+//! 403 (pay-per-view ones name their reason in `X-Gatecast-Reason`); a store, site or storage
+//! failure is 503 with `Retry-After`.
 
 use gatecast_core::access::{self, Grant};
 use gatecast_core::layout::{RequestedObject, StreamName};
@@ -54,11 +56,12 @@ async fn serve(request: &Request) -> Result<Reply> {
         .await
         .context("opening the viewers store")?;
     let ledger = ppv::Ledger::open()?;
-    // The stateless WMSPanel trigger: runs before the sanctions so a viewer the handler just
-    // denied is refused by this very request. Behind a feature: it costs ~38 KB and puts the
-    // component over the 400 KB edge budget (see `Cargo.toml`).
-    #[cfg(feature = "ppv-sync")]
-    ppv::maybe_sync(&ledger, now).await?;
+    // The stateless WMSPanel trigger: before the sanctions, so a viewer the handler has just
+    // denied is refused by this very request. The round's lease is ppv-sync's: however many
+    // key requests see it due, one round runs per interval.
+    if ppv::sync_round_due(&ledger, now).await? {
+        ppv::request_sync().await;
+    }
     for sanction in grant.sanction_keys(stream) {
         if viewers
             .exists(&sanction)
@@ -93,7 +96,6 @@ async fn serve(request: &Request) -> Result<Reply> {
         // HEAD is a safe method (RFC 9110 §9.2.1): it answers what GET would, without debiting.
         debit: request.method() != Method::HEAD,
     };
-    #[cfg(feature = "ppv-sync")]
     if !viewer_id.is_empty() && ppv::refused_while_handler_down(&ledger, viewer_id, now).await? {
         return Ok(Refusal::SyncUnavailable.reply());
     }

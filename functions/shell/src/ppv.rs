@@ -1,7 +1,8 @@
 //! Pay-per-view I/O on the `viewers` store through `wasi:keyvalue` (Spin's experimental
 //! interface, needed for its atomic `increment` and compare-and-swap), shared by the `key`
-//! component (charging, session cap, usage, audit, the stateless sync trigger) and `api`
-//! (credits, prices, reports, `POST /api/ppv/sync`). Every rule is in [`gatecast_core::ppv`].
+//! component (charging, session cap, usage, audit, the stateless sync trigger and the
+//! fail-closed rule), `api` (credits, prices, reports) and `ppv-sync` (the WMSPanel sync
+//! round, which lists the store). Every rule is in [`gatecast_core::ppv`].
 //!
 //! Guarantee (documented in [`ppv::Claim`]): one debit per (viewer, stream, key id), because
 //! only the caller whose atomic increment of the charge marker returned 1 debits, and the debit
@@ -11,12 +12,10 @@
 //! paid but later fetches of that key id see "in flight" and get 503 until the key id rotates
 //! (one key period); the reverse order would risk charging twice, which we never do.
 
-use bytes::Bytes;
 use gatecast_core::layout::StreamName;
-use gatecast_core::ppv::{self, AuditEntry, Claim, Price, Refusal, SessionSet, UsageRecord};
+use gatecast_core::ppv::{self, AuditEntry, Claim, Price, Refusal, SessionSet};
 use gatecast_core::registry;
 use spin_sdk::experimental::wasi::keyvalue::{atomics, store};
-use spin_sdk::http::body::IncomingBodyExt as _;
 
 use crate::outage::{Context as _, Outage, Result, variable};
 
@@ -28,10 +27,6 @@ const IN_FLIGHT_POLL: std::time::Duration = std::time::Duration::from_millis(25)
 
 /// Maps a compare-and-swap's current value to the value to write (`None`: write nothing).
 type Update<'a> = &'a mut dyn FnMut(Option<&[u8]>) -> Option<Vec<u8>>;
-
-/// Pending seconds read for a sync: the records to report and the counters to subtract once the
-/// handler accepted them.
-type PendingUsage = (Vec<UsageRecord>, Vec<(String, i64)>);
 
 /// The `viewers` store as a `wasi:keyvalue` bucket.
 pub struct Ledger(store::Bucket);
@@ -120,14 +115,21 @@ impl Ledger {
         Err(Outage::new(format!("{key}: compare-and-swap kept losing")))
     }
 
-    /// Every key with `prefix` (Spin lists the whole store; filtered here).
-    pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
-        let listed = kv(self.0.list_keys(None), "listing the viewers bucket")?;
-        Ok(listed
-            .keys
-            .into_iter()
-            .filter(|key| key.starts_with(prefix))
-            .collect())
+    /// Every key of the store, following the listing's cursor to the end.
+    pub fn keys(&self) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = kv(
+                self.0.list_keys(cursor.as_deref()),
+                "listing the viewers bucket",
+            )?;
+            keys.extend(page.keys);
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(keys),
+            }
+        }
     }
 
     /// A viewer's credits (absent = 0).
@@ -254,13 +256,11 @@ async fn admit_session(ledger: &Ledger, fetch: &KeyFetch<'_>, key_period: u64) -
     }
     let mut admitted = true;
     ledger.update(&ppv::sessions_key(fetch.viewer), &mut |current| {
-        let mut set: SessionSet = current
-            .and_then(|bytes| serde_json::from_slice(bytes).ok())
-            .unwrap_or_default();
+        let mut set: SessionSet = current.and_then(SessionSet::decode).unwrap_or_default();
         let before = set.clone();
         admitted = set.admit(fetch.session, fetch.now, cap, key_period);
         // Write only what changed, so a known session's refetch costs no write.
-        (set != before).then(|| serde_json::to_vec(&set).unwrap_or_default())
+        (set != before).then(|| set.encode())
     })?;
     Ok(admitted)
 }
@@ -293,7 +293,7 @@ fn record_audit(ledger: &Ledger, fetch: &KeyFetch<'_>) -> Result<()> {
     };
     ledger.set(
         &ppv::audit_entry_key(fetch.stream, fetch.key_id, sequence),
-        &serde_json::to_vec(&entry).context("audit entry")?,
+        &entry.encode(),
     )
 }
 
@@ -306,52 +306,59 @@ pub fn audit_log(ledger: &Ledger, stream: &StreamName, key_id: u64) -> Result<Ve
     for sequence in 1..=count {
         // A sequence whose entry write was lost stays a gap rather than failing the read.
         if let Some(bytes) = ledger.get(&ppv::audit_entry_key(stream, key_id, sequence))? {
-            entries.push(serde_json::from_slice(&bytes).context("audit entry")?);
+            entries.push(
+                AuditEntry::decode(&bytes)
+                    .ok_or_else(|| Outage::new(format!("audit entry {sequence} is corrupt")))?,
+            );
         }
     }
     Ok(entries)
 }
 
-/// Why a sync did not replace the deny list.
-#[derive(Debug)]
-pub enum SyncFailure {
-    /// `ppv_handler_path` is empty: no handler configured.
-    NotConfigured,
-    /// The handler could not be reached, answered non-2xx, malformed JSON or a wrong
-    /// `Solution`; the previous deny list stays in force.
-    Handler(String),
+/// Whether a WMSPanel sync round is due at `now`: the last one started an interval or more
+/// ago. One KV read, cheap enough for every key request; the round itself (and its lease) is
+/// the `ppv-sync` component's, see [`request_sync`].
+pub async fn sync_round_due(ledger: &Ledger, now: u64) -> Result<bool> {
+    let interval = sync_interval().await?;
+    Ok(ppv::sync_due(
+        ledger.counter(ppv::SYNC_LAST_KEY)?,
+        now,
+        interval,
+    ))
 }
 
-/// Starts a sync from a key request when the last one is older than the interval; the
-/// increment of the round's lease key lets exactly one request per interval run it. Failures
-/// are logged, never fail the key request.
-pub async fn maybe_sync(ledger: &Ledger, now: u64) -> Result<()> {
-    if variable("ppv_handler_path").await?.is_empty() {
-        return Ok(());
-    }
+/// `ppv_sync_interval_seconds`, at least 1.
+pub async fn sync_interval() -> Result<u64> {
     let interval: u64 = variable("ppv_sync_interval_seconds")
         .await?
         .parse()
         .context("ppv_sync_interval_seconds")?;
-    let interval = interval.max(1);
-    if !ppv::sync_due(ledger.counter(ppv::SYNC_LAST_KEY)?, now, interval) {
-        return Ok(());
+    Ok(interval.max(1))
+}
+
+/// Asks the `ppv-sync` component, through Spin local service chaining, to run the round if it
+/// is still due. Waits for it, so a viewer the handler has just denied is refused by the very
+/// request that triggered the round. Never fails the caller: the component holds the lease
+/// (one round per interval whoever asks) and bounds the handler call with a timeout, and a
+/// failed round only means the previous deny list stays in force, which is logged.
+pub async fn request_sync() {
+    let url = format!(
+        "http://{}{}",
+        ppv::SYNC_COMPONENT_HOST,
+        ppv::SYNC_IF_DUE_PATH
+    );
+    let outcome = match http::Request::post(url).body(spin_sdk::http::EmptyBody::new()) {
+        Ok(request) => spin_sdk::http::send(request)
+            .await
+            .map(|response| response.status())
+            .map_err(|_| "unreachable"),
+        Err(_) => Err("unbuildable"),
+    };
+    match outcome {
+        Ok(status) if status.is_success() => {}
+        Ok(status) => eprintln!("ppv sync round answered {status}"),
+        Err(why) => eprintln!("ppv sync round: ppv-sync component {why}"),
     }
-    let round = now / interval;
-    if ledger.increment(&ppv::sync_round_key(round), 1)? != 1 {
-        return Ok(());
-    }
-    ledger.set(
-        ppv::SYNC_LAST_KEY,
-        &ppv::encode_counter(i64::try_from(now).unwrap_or(i64::MAX)),
-    )?;
-    // Rounds before the previous one can no longer be contended.
-    ledger.delete(&ppv::sync_round_key(round.saturating_sub(2)))?;
-    match sync(ledger).await {
-        Ok(_) | Err(SyncFailure::NotConfigured) => {}
-        Err(SyncFailure::Handler(why)) => eprintln!("ppv sync: {why}"),
-    }
-    Ok(())
 }
 
 /// Fail-closed (`ppv_fail_open` = `false`): whether `viewer` is refused because the handler
@@ -363,127 +370,12 @@ pub async fn refused_while_handler_down(ledger: &Ledger, viewer: &str, now: u64)
     {
         return Ok(false);
     }
-    let interval: u64 = variable("ppv_sync_interval_seconds")
-        .await?
-        .parse()
-        .context("ppv_sync_interval_seconds")?;
-    if !ppv::handler_is_stale(ledger.counter(ppv::SYNC_OK_KEY)?, now, interval.max(1)) {
+    if !ppv::handler_is_stale(
+        ledger.counter(ppv::SYNC_OK_KEY)?,
+        now,
+        sync_interval().await?,
+    ) {
         return Ok(false);
     }
     Ok(ledger.get(&ppv::known_key(viewer))?.is_none())
-}
-
-/// One WMSPanel sync: POSTs the pending usage (protocols.md §5) with `Puzzle`/`Signature`,
-/// checks the `Solution`, replaces the deny list and only then subtracts the reported seconds
-/// (so usage survives a failed sync). Returns the number of denied ids.
-pub async fn sync(ledger: &Ledger) -> std::result::Result<usize, SyncFailure> {
-    let failed = |what: &str| SyncFailure::Handler(what.to_owned());
-    let config = async {
-        Ok::<_, Outage>((
-            variable("ppv_handler_origin").await?,
-            variable("ppv_handler_path").await?,
-            variable("ppv_token").await?,
-            variable("ppv_server_id").await?,
-        ))
-    }
-    .await
-    .map_err(|error| SyncFailure::Handler(error.to_string()))?;
-    let (origin, path, token, server_id) = config;
-    if path.is_empty() {
-        return Err(SyncFailure::NotConfigured);
-    }
-    let (records, pending) = pending_usage(ledger).map_err(|e| failed(&e.to_string()))?;
-    let puzzle = fresh_puzzle();
-    let request = ppv::build_sync_request(&server_id, Some((&puzzle, &token)), &records);
-    let body = serde_json::to_vec(&request).map_err(|e| failed(&e.to_string()))?;
-    // An explicit length: simple handlers (a PHP script behind some servers) do not read
-    // chunked request bodies.
-    let http_request = http::Request::post(format!("{origin}{path}"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::CONTENT_LENGTH, body.len())
-        .body(spin_sdk::http::FullBody::new(Bytes::from(body)))
-        .map_err(|e| failed(&e.to_string()))?;
-    let response = spin_sdk::http::send(http_request)
-        .await
-        .map_err(|_| failed("handler unreachable"))?;
-    if !response.status().is_success() {
-        return Err(SyncFailure::Handler(format!(
-            "handler answered {}",
-            response.status()
-        )));
-    }
-    let bytes = response
-        .into_body()
-        .bytes()
-        .await
-        .map_err(|_| failed("handler body unreadable"))?;
-    let answer = ppv::SyncResponse::from_json(&bytes).map_err(|e| failed(&e.to_string()))?;
-    answer
-        .verify(&puzzle, &token)
-        .map_err(|e| SyncFailure::Handler(format!("handler rejected: {e}")))?;
-    let denied = answer.deny_list.ids;
-    apply_deny_list(ledger, &denied).map_err(|e| failed(&e.to_string()))?;
-    for (key, seconds) in pending {
-        ledger
-            .increment(&key, -seconds)
-            .map_err(|e| failed(&e.to_string()))?;
-    }
-    for record in &records {
-        ledger
-            .set(&ppv::known_key(&record.viewer), b"1")
-            .map_err(|e| failed(&e.to_string()))?;
-    }
-    let now = i64::try_from(crate::outage::unix_now()).unwrap_or(i64::MAX);
-    ledger
-        .set(ppv::SYNC_OK_KEY, &ppv::encode_counter(now))
-        .map_err(|e| failed(&e.to_string()))?;
-    Ok(denied.len())
-}
-
-/// The pending seconds per (stream, viewer, ip), and the counters they were read from.
-fn pending_usage(ledger: &Ledger) -> Result<PendingUsage> {
-    let mut records = Vec::new();
-    let mut read = Vec::new();
-    for key in ledger.keys_with_prefix(ppv::PENDING_PREFIX)? {
-        let seconds = ledger.counter(&key)?.unwrap_or(0);
-        let Some((stream, viewer, ip)) = ppv::parse_pending_key(&key) else {
-            continue;
-        };
-        if seconds <= 0 {
-            continue;
-        }
-        records.push(UsageRecord {
-            stream: stream.to_owned(),
-            viewer: viewer.to_owned(),
-            ip: ip.to_owned(),
-            seconds: u64::try_from(seconds).unwrap_or(0),
-        });
-        read.push((key, seconds));
-    }
-    Ok((records, read))
-}
-
-/// Replaces the deny list: marks the new ids, lifts the ones no longer listed.
-fn apply_deny_list(ledger: &Ledger, denied: &[String]) -> Result<()> {
-    let previous: Vec<String> = ledger
-        .get(ppv::DENY_LIST_KEY)?
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
-    let (added, lifted) = ppv::deny_list_changes(&previous, denied);
-    for id in added {
-        ledger.set(&ppv::denied_key(id), b"1")?;
-    }
-    for id in lifted {
-        ledger.delete(&ppv::denied_key(id))?;
-    }
-    ledger.set(
-        ppv::DENY_LIST_KEY,
-        &serde_json::to_vec(denied).context("deny list")?,
-    )
-}
-
-/// 16 random bytes from `wasi:random`, hex: the sync's `Puzzle`.
-fn fresh_puzzle() -> String {
-    let bytes = spin_sdk::wasip3::random::random::get_random_bytes(16);
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -5,6 +5,10 @@
 //! `<scheme>://<host>[:<port>]` where scheme, host and port may each be `*`, the host may be
 //! `*.domain` (any subdomain) or an IP/CIDR, and the port may be a `a..b` range. We implement
 //! the same grammar so an app that passes here is neither more nor less privileged on Spin.
+//!
+//! Local service chaining (`http://<component id>.spin.internal`) follows Spin's rule (SIP 017):
+//! only an entry naming a `spin.internal` host (`http://<id>.spin.internal` or
+//! `http://*.spin.internal`) grants it; the allow-all `*://*:*` does not.
 
 use std::net::IpAddr;
 
@@ -144,6 +148,17 @@ impl AllowedHost {
         })
     }
 
+    /// Whether this entry names `spin.internal` hosts, the only entries that grant chaining.
+    fn is_for_service_chaining(&self) -> bool {
+        match &self.host {
+            HostPattern::Exact(host) => service_chaining_host(host).is_some(),
+            HostPattern::AnySubdomain(suffix) => suffix
+                .strip_prefix('.')
+                .is_some_and(|domain| domain.eq_ignore_ascii_case(SERVICE_CHAINING_DOMAIN)),
+            _ => false,
+        }
+    }
+
     fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
         let scheme_ok = match &self.scheme {
             SchemePattern::Any => true,
@@ -169,6 +184,23 @@ impl AllowedHost {
         };
         scheme_ok && host_ok && port_ok
     }
+}
+
+/// The domain whose subdomains name the app's own components (Spin local service chaining).
+pub const SERVICE_CHAINING_DOMAIN: &str = "spin.internal";
+
+/// The component a chaining host names: `ppv-sync` for `ppv-sync.spin.internal` (a port, if
+/// any, is ignored, as Spin does). `None` for every other host.
+pub fn service_chaining_host(host: &str) -> Option<&str> {
+    let host = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let (component, domain) = host.split_once('.')?;
+    (domain.eq_ignore_ascii_case(SERVICE_CHAINING_DOMAIN) && !component.is_empty())
+        .then_some(component)
+}
+
+/// The component an outbound request URI chains to, if its host is a chaining host.
+pub fn service_chaining_target(uri: &http::Uri) -> Option<&str> {
+    service_chaining_host(uri.host()?.trim())
 }
 
 /// `10.0.0.0/8`, `::1/128` or a bare IP (a single-address network), as `ip_network` accepts them.
@@ -228,8 +260,21 @@ impl AllowedHosts {
         Ok(Self { hosts })
     }
 
-    /// Whether an absolute request URI may be sent. Relative URIs (self requests) are denied.
+    /// Whether an absolute request URI may be sent. Relative URIs (self requests) are denied,
+    /// and so is a chaining host unless an entry made for chaining allows it
+    /// ([`AllowedHosts::allows_chaining`]).
     pub fn allows_uri(&self, uri: &http::Uri) -> bool {
+        self.allowed_by(uri, |_| true)
+    }
+
+    /// Whether a request to `http://<component>.spin.internal/...` may be chained: some
+    /// entry naming `spin.internal` hosts allows it (Spin: the allow-all entry does not).
+    pub fn allows_chaining(&self, uri: &http::Uri) -> bool {
+        service_chaining_target(uri).is_some()
+            && self.allowed_by(uri, AllowedHost::is_for_service_chaining)
+    }
+
+    fn allowed_by(&self, uri: &http::Uri, eligible: impl Fn(&AllowedHost) -> bool) -> bool {
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             return false;
         };
@@ -237,9 +282,14 @@ impl AllowedHosts {
         if host.is_empty() {
             return false;
         }
+        let chaining = service_chaining_host(host).is_some();
         let host = host.to_ascii_lowercase();
         let port = authority.port_u16();
-        self.hosts.iter().any(|h| h.allows(scheme, &host, port))
+        self.hosts.iter().any(|h| {
+            eligible(h)
+                && (!chaining || h.is_for_service_chaining())
+                && h.allows(scheme, &host, port)
+        })
     }
 }
 
@@ -303,6 +353,28 @@ mod tests {
     fn relative_and_self_are_denied() {
         assert!(!allows(&["http://self"], "/relative"));
         assert!(!allows(&["*://*:*"], "/relative"));
+    }
+
+    #[test]
+    fn chaining_needs_a_spin_internal_entry() {
+        let uri = "http://ppv-sync.spin.internal/internal/x".parse().unwrap();
+        let hosts = |entries: &[&str]| AllowedHosts::parse(entries).unwrap();
+        assert!(hosts(&["http://ppv-sync.spin.internal"]).allows_chaining(&uri));
+        assert!(hosts(&["http://*.spin.internal"]).allows_chaining(&uri));
+        // SIP 017: the allow-all wildcard does not, by itself, enable chaining.
+        assert!(!hosts(&["*://*:*"]).allows_chaining(&uri));
+        assert!(!hosts(&["*://*:*"]).allows_uri(&uri));
+        assert!(!hosts(&["http://other.spin.internal"]).allows_chaining(&uri));
+        assert!(!hosts(&["https://ppv-sync.spin.internal"]).allows_chaining(&uri));
+        assert!(
+            !hosts(&["http://ppv-sync.spin.internal"])
+                .allows_chaining(&"http://example.com/".parse().unwrap())
+        );
+        assert_eq!(service_chaining_target(&uri), Some("ppv-sync"));
+        assert_eq!(service_chaining_host("key.spin.internal:80"), Some("key"));
+        assert_eq!(service_chaining_host("a.b.spin.internal"), None);
+        assert_eq!(service_chaining_host("spin.internal"), None);
+        assert_eq!(service_chaining_host("example.com"), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Loading an app (compile once) and serving requests (fresh instance per request).
 
-use crate::allowed_hosts::AllowedHosts;
+use crate::allowed_hosts::{self, AllowedHosts};
 use crate::context::ComponentContext;
 use crate::instance::{self, InstanceState};
 use crate::kv::KvStores;
@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -28,6 +28,19 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 /// How often the epoch ticks; the per-request deadline is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// `spin-client-addr` of a chained request: Spin passes `0.0.0.0:0` (there is no client).
+const CHAINED_CLIENT_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// Where a request came from: the listener, or another component of the app.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// A client connection (through the router).
+    Outside(SocketAddr),
+    /// Local service chaining from another component.
+    Chained,
+}
 
 /// How to run an app.
 #[derive(Debug, Clone)]
@@ -338,7 +351,7 @@ impl Host {
             status = tracing::field::Empty,
         );
         let response = self
-            .dispatch(request, route, client_addr)
+            .dispatch(request, route, Origin::Outside(client_addr))
             .instrument(span.clone())
             .await;
         span.record("status", response.status().as_u16());
@@ -349,12 +362,12 @@ impl Host {
         &self,
         request: Request<WasiBody>,
         route: RouteMatch,
-        client_addr: SocketAddr,
+        origin: Origin,
     ) -> Response<HostBody> {
         let Some(component) = self.inner.components.get(&route.component_id) else {
             return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         };
-        let request = match prepare_request(request, &route, client_addr) {
+        let request = match prepare_request(request, &route, origin) {
             Ok(request) => request,
             Err(err) => {
                 tracing::info!(%err, "malformed request");
@@ -364,7 +377,11 @@ impl Host {
 
         let mut store = Store::new(
             &self.inner.runtime.engine,
-            InstanceState::new(Arc::clone(&component.context), self.inner.max_memory_bytes),
+            InstanceState::new(
+                Arc::clone(&component.context),
+                self.inner.max_memory_bytes,
+                ServiceChain(Arc::downgrade(&self.inner)),
+            ),
         );
         store.limiter(|state| &mut state.limits);
         let ticks =
@@ -442,19 +459,42 @@ async fn run_guest(
 }
 
 /// Adds Spin's headers (replacing any the client sent) and makes the URI absolute, as Spin does.
+///
+/// A chained request gets `Host: <component>.spin.internal`; a request from outside can never
+/// claim such a host (Spin strips it), so a component may trust it to mean "chained".
 fn prepare_request(
     request: Request<WasiBody>,
     route: &RouteMatch,
-    client_addr: SocketAddr,
+    origin: Origin,
 ) -> anyhow::Result<Request<WasiBody>> {
     let (mut parts, body) = request.into_parts();
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-        .unwrap_or_else(|| "localhost".to_owned());
+    let (host, client_addr) = match origin {
+        Origin::Chained => {
+            let host = format!(
+                "{}.{}",
+                route.component_id,
+                allowed_hosts::SERVICE_CHAINING_DOMAIN
+            );
+            parts.headers.insert(http::header::HOST, host.parse()?);
+            (host, CHAINED_CLIENT_ADDR)
+        }
+        Origin::Outside(client_addr) => {
+            let is_chaining = |host: &str| allowed_hosts::service_chaining_host(host).is_some();
+            let header = parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if header.as_deref().is_some_and(is_chaining) {
+                parts.headers.remove(http::header::HOST);
+            }
+            let host = header
+                .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+                .filter(|host| !is_chaining(host))
+                .unwrap_or_else(|| "localhost".to_owned());
+            (host, client_addr)
+        }
+    };
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -480,6 +520,48 @@ fn prepare_request(
         .path_and_query(path_and_query.as_str())
         .build()?;
     Ok(Request::from_parts(parts, body))
+}
+
+/// In-process dispatch of chained requests, handed to each instance's outbound policy. Weak,
+/// so a running instance never keeps an unloaded app alive.
+#[derive(Clone)]
+pub(crate) struct ServiceChain(Weak<HostInner>);
+
+impl ServiceChain {
+    /// Runs `request` in a fresh instance of `component`, as if it had matched a `/...` route
+    /// ([`RouteMatch::chained`]), with the same time and memory limits as any request. A
+    /// callee that traps or times out answers 500 to its caller (SIP 017), it never takes the
+    /// caller down; a component that is not an HTTP component of the app is
+    /// `destination-not-found`.
+    pub(crate) async fn call(
+        &self,
+        component: &str,
+        request: Request<WasiBody>,
+    ) -> Result<Response<WasiBody>, wasmtime_wasi_http::Error> {
+        let Some(inner) = self.0.upgrade() else {
+            return Err(wasmtime_wasi_http::Error::InternalError(Some(
+                "the app was unloaded".to_owned(),
+            )));
+        };
+        if !inner.components.contains_key(component) {
+            return Err(wasmtime_wasi_http::Error::DestinationNotFound);
+        }
+        let host = Host { inner };
+        let route = RouteMatch::chained(component, request.uri().path());
+        let span = tracing::info_span!(
+            "chained",
+            component = %component,
+            path = %request.uri().path(),
+        );
+        let response = host
+            .dispatch(request, route, Origin::Chained)
+            .instrument(span)
+            .await;
+        Ok(response.map(|body| {
+            body.map_err(|error| wasmtime_wasi_http::Error::InternalError(Some(error.to_string())))
+                .boxed_unsync()
+        }))
+    }
 }
 
 /// A response body chunk that could not be produced (the guest failed mid-stream).

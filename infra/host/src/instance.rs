@@ -1,8 +1,9 @@
 //! The per-request store data: WASI, wasi:http with the outbound policy, Spin interfaces, limits.
 
-use crate::allowed_hosts::AllowedHosts;
+use crate::allowed_hosts::{self, AllowedHosts};
 use crate::bindings::{self, SpinView};
 use crate::context::ComponentContext;
+use crate::host::ServiceChain;
 use std::sync::Arc;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
@@ -12,9 +13,12 @@ use wasmtime_wasi_http::{
     WasiHttpView,
 };
 
-/// `wasi:http` hooks that enforce `allowed_outbound_hosts` before any connection is made.
+/// `wasi:http` hooks that enforce `allowed_outbound_hosts` before any connection is made, and
+/// dispatch chained requests (`http://<component>.spin.internal`) to the app's own component
+/// in process, as Spin's local service chaining does.
 pub(crate) struct OutboundPolicy {
     allowed: Arc<AllowedHosts>,
+    chain: ServiceChain,
 }
 
 type SendFuture = Box<
@@ -38,6 +42,25 @@ impl WasiHttpHooks for OutboundPolicy {
     ) -> SendFuture {
         // The guest's response-processing result is not needed to send the request.
         drop(fut);
+        if let Some(component) = allowed_hosts::service_chaining_target(request.uri()) {
+            if !self.allowed.allows_chaining(request.uri()) {
+                tracing::info!(
+                    component,
+                    "chained request denied by allowed_outbound_hosts"
+                );
+                return Box::new(async { Err(HttpError::HttpRequestDenied) });
+            }
+            let component = component.to_owned();
+            let chain = self.chain.clone();
+            return Box::new(async move {
+                let response = chain.call(&component, request).await?;
+                Ok((
+                    response,
+                    Box::new(async { Ok(()) })
+                        as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ))
+            });
+        }
         if !self.allowed.allows_uri(request.uri()) {
             // What Spin returns: `error-code::HTTP-request-denied`, before any network access.
             tracing::info!(
@@ -68,8 +91,13 @@ pub(crate) struct InstanceState {
 }
 
 impl InstanceState {
-    /// Fresh state for one request of the component described by `context`.
-    pub(crate) fn new(context: Arc<ComponentContext>, max_memory_bytes: usize) -> Self {
+    /// Fresh state for one request of the component described by `context`; `chain` serves
+    /// its chained requests.
+    pub(crate) fn new(
+        context: Arc<ComponentContext>,
+        max_memory_bytes: usize,
+        chain: ServiceChain,
+    ) -> Self {
         let mut wasi = WasiCtx::builder();
         // Spin forwards component stdout/stderr to its own log output.
         wasi.inherit_stdout().inherit_stderr();
@@ -82,6 +110,7 @@ impl InstanceState {
             http: WasiHttpCtx::new(),
             hooks: OutboundPolicy {
                 allowed: Arc::clone(&context.allowed_hosts),
+                chain,
             },
             limits: StoreLimitsBuilder::new()
                 .memory_size(max_memory_bytes)

@@ -139,6 +139,19 @@ impl Router {
 }
 
 impl RouteMatch {
+    /// The match Spin synthesises for a chained request (`http://<component>.spin.internal`):
+    /// no routing happens, the component is named by the host, and the request looks as if
+    /// it had matched a `/...` route with the whole path as path-info.
+    pub fn chained(component_id: &str, path: &str) -> Self {
+        Self {
+            component_id: component_id.to_owned(),
+            based_route: "/...".to_owned(),
+            raw_route: "/...".to_owned(),
+            path_info: path.to_owned(),
+            params: Vec::new(),
+        }
+    }
+
     /// The headers Spin adds to the request for the component, lower-case names.
     ///
     /// `host` is the request's Host header (`localhost` if absent) and `path_and_query` the

@@ -128,10 +128,10 @@ async fn request(
         .await
         .unwrap();
     tokio::spawn(connection);
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
+    let mut builder = hyper::Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        builder = builder.header("host", addr.to_string());
+    }
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
@@ -486,4 +486,148 @@ async fn concurrent_requests_get_isolated_instances() {
     }
     let (_, keys) = get(app.addr, "/kv/default/keys").await;
     assert_eq!(keys.lines().count(), 16);
+}
+
+/// Local service chaining and private routes (Spin SIP 017 and its docs): `caller` may chain
+/// to `internal` only; `open` has the allow-all entry, which does not grant chaining; `wild`
+/// may chain to any component; `internal` has only a private route.
+const CHAIN_MANIFEST: &str = r#"
+spin_manifest_version = 2
+
+[application]
+name = "chain-app"
+
+[[trigger.http]]
+route = "/caller/..."
+component = "caller"
+
+[[trigger.http]]
+route = "/open/..."
+component = "open"
+
+[[trigger.http]]
+route = "/wild/..."
+component = "wild"
+
+[[trigger.http]]
+route = { private = true }
+component = "internal"
+
+[component.caller]
+source = "PROBE"
+allowed_outbound_hosts = ["http://internal.spin.internal"]
+
+[component.open]
+source = "PROBE"
+allowed_outbound_hosts = ["*://*:*"]
+
+[component.wild]
+source = "PROBE"
+allowed_outbound_hosts = ["http://*.spin.internal"]
+
+[component.internal]
+source = "PROBE"
+"#;
+
+async fn chain_app() -> TestApp {
+    let data = tempfile::tempdir().unwrap();
+    let config = config(data.path(), CHAIN_MANIFEST, None);
+    start(config, data).await
+}
+
+/// `GET <route>/outbound` of the probe at `route`, asking it to fetch `url`.
+async fn probe_fetch(addr: SocketAddr, route: &str, url: &str) -> (u16, String) {
+    let (status, _, body) = request(
+        addr,
+        "GET",
+        &format!("{route}/outbound"),
+        &[("x-probe-url", url)],
+        b"",
+    )
+    .await;
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaining_reaches_a_listed_component_in_process_with_spins_headers() {
+    let app = chain_app().await;
+    let (status, body) = probe_fetch(
+        app.addr,
+        "/caller",
+        "http://internal.spin.internal/some/path?q=1",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let echo: serde_json::Value = serde_json::from_str(
+        body.strip_prefix("status=200\n")
+            .unwrap_or_else(|| panic!("{body}")),
+    )
+    .unwrap();
+    // Spin's synthetic match: as if the whole path matched `/...`, no client address.
+    assert_eq!(echo["path"], "/some/path");
+    let headers = &echo["headers"];
+    assert_eq!(headers["spin-path-info"], "/some/path");
+    assert_eq!(headers["spin-matched-route"], "/...");
+    assert_eq!(headers["spin-raw-component-route"], "/...");
+    assert_eq!(headers["spin-component-route"], "");
+    assert_eq!(headers["spin-base-path"], "/");
+    assert_eq!(headers["spin-client-addr"], "0.0.0.0:0");
+    assert_eq!(
+        headers["spin-full-url"],
+        "http://internal.spin.internal/some/path?q=1"
+    );
+
+    // A wildcard chaining entry reaches any component; a callee that traps is a 500 for the
+    // caller, not a trap of the caller.
+    let (status, body) = probe_fetch(app.addr, "/wild", "http://internal.spin.internal/trap").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "status=500\nInternal Server Error")
+    );
+    let (status, body) = probe_fetch(app.addr, "/wild", "http://nosuch.spin.internal/").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (502, "ErrorCode::DestinationNotFound")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaining_not_listed_is_denied_even_with_allow_all() {
+    let app = chain_app().await;
+    // `caller` lists internal only.
+    let (status, body) = probe_fetch(app.addr, "/caller", "http://wild.spin.internal/x").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (502, "ErrorCode::HttpRequestDenied")
+    );
+    // SIP 017: `*://*:*` does not, by itself, enable chaining.
+    let (status, body) = probe_fetch(app.addr, "/open", "http://internal.spin.internal/x").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (502, "ErrorCode::HttpRequestDenied")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_route_is_404_from_outside_and_chaining_host_is_stripped() {
+    let app = chain_app().await;
+    for path in ["/", "/internal", "/internal/x", "/trap"] {
+        assert_eq!(get(app.addr, path).await.0, 404, "{path}");
+    }
+    // An outside request cannot pose as a chained one: Spin drops a `*.spin.internal` Host.
+    let (status, _, body) = request(
+        app.addr,
+        "GET",
+        "/caller/echo",
+        &[("host", "internal.spin.internal")],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        echo["headers"]["spin-full-url"],
+        "http://localhost/caller/echo"
+    );
+    assert_ne!(echo["headers"]["host"], "internal.spin.internal");
 }

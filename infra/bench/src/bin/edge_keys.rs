@@ -2,6 +2,11 @@
 //! `auth_request` to a minimal Python authorize endpoint (the seed 000 setup, with its
 //! `set_hmac_sha1` check), both driven by the same `wrk` on the other core, interleaved
 //! anchor, ours, anchor, ours so machine noise hits both alike.
+//!
+//! `--pay-per-view`: instead of the anchor, a paid stream (`key:1`, a viewer with credits,
+//! session cap 2, its key already charged once, so the run measures the steady state every
+//! refetch and every rendition pays: price, claim marker, session set, audit-seen, sync-due
+//! reads) against a free stream of the same stack, interleaved free, paid per round.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -46,6 +51,10 @@ server.serve_forever()
 "#;
 
 const STREAM: &str = "bench";
+/// The priced stream of `--pay-per-view`.
+const PAID_STREAM: &str = "benchpaid";
+/// The viewer every signed URL names.
+const VIEWER: &str = "bench-viewer";
 const SESSION_ID: &str = "benchsession0123456789";
 const SITE_SECRET: &str = "bench-site-secret-key";
 
@@ -69,6 +78,9 @@ struct Args {
     /// Cargo target dir holding the `--profile wasm` components (default: $CARGO_TARGET_DIR).
     #[arg(long, env = "CARGO_TARGET_DIR")]
     target_dir: PathBuf,
+    /// Compare a paid stream with a free one (same run) instead of gatecast with nginx.
+    #[arg(long)]
+    pay_per_view: bool,
 }
 
 /// Marks the re-executed, pinned copy of this process.
@@ -103,8 +115,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config
         .variables
         .insert("key_token_ttl_seconds".into(), "3600".into());
+    if args.pay_per_view {
+        config
+            .variables
+            .insert("ppv_session_cap".into(), "2".into());
+    }
     let stack = Stack::start(config).await.context("stack")?;
-    let ours = key_url_of_a_live_stream(&stack).await?;
+    let load = WrkLoad {
+        cpus: args.client_cpus.clone(),
+        threads: 1,
+        connections: args.connections,
+        seconds: args.seconds,
+    };
+    if args.pay_per_view {
+        pay_per_view(&stack, &load, args.rounds).await?;
+        return stack.shutdown().await;
+    }
+    let ours = key_url_of_a_live_stream(&stack, STREAM).await?;
     let rejected = tampered(&ours)?;
     let refused = reqwest::get(&rejected).await?.status();
     if refused != reqwest::StatusCode::FORBIDDEN {
@@ -112,12 +139,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let anchor = Anchor::start(work.path(), &args.server_cpus).await?;
-    let load = WrkLoad {
-        cpus: args.client_cpus.clone(),
-        threads: 1,
-        connections: args.connections,
-        seconds: args.seconds,
-    };
     eprintln!(
         "load average before: {}; tokio workers: {}",
         load_average(),
@@ -137,6 +158,62 @@ async fn run(args: Args) -> anyhow::Result<()> {
     summary(&rows);
     anchor.stop().await?;
     stack.shutdown().await
+}
+
+/// Paid vs free key requests/s in the same stack: `PAID_STREAM` costs `key:1`, the viewer has
+/// credits for the whole run, and its key was charged once before the load starts.
+async fn pay_per_view(stack: &Stack, load: &WrkLoad, rounds: u32) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let api = |path: &str| {
+        client
+            .post(format!("{}{path}", stack.http_base))
+            .bearer_auth(&stack.secrets.api_token)
+    };
+    api(&format!("/api/ppv/prices/{PAID_STREAM}"))
+        .json(&serde_json::json!({ "price": "key:1" }))
+        .send()
+        .await?
+        .error_for_status()?;
+    api(&format!("/api/ppv/viewers/{VIEWER}/credit"))
+        .json(&serde_json::json!({ "credits": 1000 }))
+        .send()
+        .await?
+        .error_for_status()?;
+    let free = key_url_of_a_live_stream(stack, STREAM).await?;
+    let paid = key_url_of_a_live_stream(stack, PAID_STREAM).await?;
+    let balance: serde_json::Value = client
+        .get(format!(
+            "{}/api/ppv/viewers/{VIEWER}/balance",
+            stack.http_base
+        ))
+        .bearer_auth(&stack.secrets.api_token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    if balance["balance"] != 999 {
+        bail!("the paid key was not charged exactly once: {balance}");
+    }
+    eprintln!("load average before: {}", load_average());
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let free_run = load.run(&free, &[]).await?;
+        report(round, "gatecast key, free stream", &free_run);
+        let paid_run = load.run(&paid, &[]).await?;
+        report(round, "gatecast key, paid stream", &paid_run);
+        if paid_run.non_success > 0 {
+            bail!("{} paid key requests were refused", paid_run.non_success);
+        }
+        ratios.push(paid_run.requests_per_second / free_run.requests_per_second);
+    }
+    eprintln!("load average after: {}", load_average());
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "median over {rounds} rounds: paid/free key req/s ratio {:.2}x (target >= 0.5x)",
+        ratios[ratios.len() / 2]
+    );
+    Ok(())
 }
 
 fn report(round: u32, name: &str, result: &WrkResult) {
@@ -198,9 +275,10 @@ struct Signed {
     url: String,
 }
 
-/// Creates a channel, publishes a few seconds of real video so keys exist in storage, and
-/// returns the first key URI of the signed playlist with its viewer token.
-async fn key_url_of_a_live_stream(stack: &Stack) -> anyhow::Result<String> {
+/// Creates channel `stream`, publishes a few seconds of real video so keys exist in storage,
+/// and returns the first key URI of the signed playlist with its viewer token (checked once:
+/// 16 bytes, which also charges a paid stream).
+async fn key_url_of_a_live_stream(stack: &Stack, stream: &str) -> anyhow::Result<String> {
     let client = reqwest::Client::new();
     let api = |path: &str| {
         client
@@ -208,7 +286,7 @@ async fn key_url_of_a_live_stream(stack: &Stack) -> anyhow::Result<String> {
             .bearer_auth(&stack.secrets.api_token)
     };
     let channel: Channel = api("/api/channels")
-        .json(&serde_json::json!({ "name": STREAM }))
+        .json(&serde_json::json!({ "name": stream }))
         .send()
         .await?
         .error_for_status()?
@@ -221,7 +299,7 @@ async fn key_url_of_a_live_stream(stack: &Stack) -> anyhow::Result<String> {
     }
     let signed: Signed = api("/api/sign")
         .json(&serde_json::json!({
-            "stream": STREAM, "viewer": "bench-viewer", "session": "bench-session", "ttl": 3600,
+            "stream": stream, "viewer": VIEWER, "session": "bench-session", "ttl": 3600,
         }))
         .send()
         .await?

@@ -8,7 +8,7 @@
 use gatecast_core::api::{self, ApiError, ApiRoute, ChannelKeyResponse};
 use gatecast_core::layout::StreamName;
 use gatecast_core::ppv::{self as core_ppv, Price};
-use gatecast_core::registry::{self, ChannelRecord, PublishDecision, StreamStatus};
+use gatecast_core::registry::{self, ChannelRecord, LeaseAction, PublishDecision, StreamStatus};
 use gatecast_core::reply::{self, Reply};
 use gatecast_spin_shell::outage;
 use gatecast_spin_shell::ppv::{self, Ledger};
@@ -158,7 +158,7 @@ async fn dispatch(route: ApiRoute, body: &[u8], query: &str) -> Result<Result<Re
             Ok(reply::json(StatusCode::OK, api::to_body(&entries)))
         }
         ApiRoute::OnPublish => Ok(on_publish(body, now).await?),
-        ApiRoute::OnPublishDone => Ok(on_publish_done(body).await?),
+        ApiRoute::OnPublishDone => Ok(on_publish_done(body, now).await?),
         _ => Err(ApiError::NotFound),
     })
 }
@@ -248,29 +248,61 @@ async fn mark(key: &str, since: Option<u64>) -> Result<Reply> {
     Ok(reply::status(StatusCode::NO_CONTENT))
 }
 
+/// `on_publish`, and nginx-rtmp's `on_update` pointed at the same URL (`call=update_publish`):
+/// both take or renew the channel's publish lease, refused (409) while another publisher holds
+/// it. An update for a disabled channel is refused too (403), which cuts a banned streamer off;
+/// one for an unknown key is let be, since a rotated key's running broadcast goes on.
 async fn on_publish(body: &[u8], now: u64) -> Result<Reply> {
+    let form = std::str::from_utf8(body).unwrap_or_default();
+    let update = registry::is_update_call(form);
     let Some(mut channel) = channel_of_hook(body).await? else {
+        return Ok(reply::status(if update {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        }));
+    };
+    let PublishDecision::Rename(name) = registry::decide_publish(Some(&channel)) else {
         return Ok(reply::status(StatusCode::FORBIDDEN));
     };
-    Ok(match registry::decide_publish(Some(&channel)) {
-        PublishDecision::Rename(name) => {
-            channel.live_since = Some(now);
-            save_channel(&channels().await?, &name, &channel).await?;
-            reply::redirect(name.as_str())
-        }
-        _ => reply::status(StatusCode::FORBIDDEN),
-    })
+    if !apply_lease(&name, form, LeaseAction::Acquire, now)? {
+        return Ok(reply::status(StatusCode::CONFLICT));
+    }
+    if update {
+        return Ok(reply::status(StatusCode::OK));
+    }
+    channel.live_since = Some(now);
+    save_channel(&channels().await?, &name, &channel).await?;
+    Ok(reply::redirect(name.as_str()))
 }
 
-/// nginx-rtmp ignores this reply, so it is 200 whatever happened.
-async fn on_publish_done(body: &[u8]) -> Result<Reply> {
+/// nginx-rtmp ignores this reply, so it is 200 whatever happened. Only the lease holder's
+/// `publish_done` releases the lease and marks the channel offline: a late one from a worker
+/// whose lease lapsed must not end the broadcast that took over.
+async fn on_publish_done(body: &[u8], now: u64) -> Result<Reply> {
+    let form = std::str::from_utf8(body).unwrap_or_default();
     if let Some(mut channel) = channel_of_hook(body).await?
         && let Ok(name) = StreamName::parse(&channel.name)
+        && apply_lease(&name, form, LeaseAction::Release, now)?
     {
         channel.live_since = None;
         save_channel(&channels().await?, &name, &channel).await?;
     }
     Ok(reply::status(StatusCode::OK))
+}
+
+/// Applies a hook's `action` to `name`'s publish lease in one compare-and-swap; false when
+/// another publisher holds it. The increment by 0 first creates an absent lease atomically (as
+/// free), because Spin's swap on an absent key is a plain write that two racing first
+/// publishers could both win (see [`registry`]).
+fn apply_lease(name: &StreamName, form: &str, action: LeaseAction, now: u64) -> Result<bool> {
+    let ledger = Ledger::open()?;
+    let key = registry::publish_lease_key(name);
+    ledger.increment(&key, 0)?;
+    let (holder, seconds) = (registry::lease_holder(form), registry::lease_seconds(form));
+    ledger.update(&key, &mut |current| {
+        registry::next_lease(current, holder, action, now, seconds).map(Vec::from)
+    })
 }
 
 /// The channel whose stream key an nginx-rtmp callback presents, found by the key's digest.

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine as _;
-use gatecast_s3::{S3Config, S3Server};
+// Re-exported for tools that run a worker against the same embedded S3 (gatecast-bench).
+pub use gatecast_s3::{S3Config, S3Server};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;

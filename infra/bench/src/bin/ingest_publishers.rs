@@ -4,6 +4,9 @@
 //! For each server and each N: N `ffmpeg -re -stream_loop -1 -c copy` publishers replay the
 //! FLV; after a warm-up, segments produced during a window are compared with what real time
 //! demands (N × window / segment length), and the server's CPU and RSS are read from `/proc`.
+//! For gatecast it also reads the segment-visible latency histogram from `/metrics` (from the
+//! arrival of the input that closed a segment to the stored playlist referencing it), with
+//! `file://` storage or (`--storage s3`) the embedded S3 endpoint of the dev stack.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -42,6 +45,10 @@ struct Args {
     /// Release binary of the ingest worker (default: $CARGO_TARGET_DIR/release/gatecast-ingest).
     #[arg(long)]
     ingest_bin: Option<PathBuf>,
+    /// gatecast's storage: `file` (a temp dir) or `s3` (the embedded S3 endpoint, in this
+    /// process, over loopback HTTP).
+    #[arg(long, default_value = "file")]
+    storage: String,
 }
 
 #[tokio::main]
@@ -63,22 +70,32 @@ async fn main() -> anyhow::Result<()> {
     for server in &args.servers {
         for &streams in &args.streams {
             let work = tempfile::tempdir()?;
-            let outcome = match server.as_str() {
+            // gatecast also reports its segment-visible latency, read before the worker stops.
+            let (outcome, visible) = match server.as_str() {
                 "gatecast" => {
-                    let mut worker = Gatecast::start(&ingest_bin, work.path(), streams).await?;
+                    let mut worker =
+                        Gatecast::start(&ingest_bin, work.path(), streams, &args.storage).await?;
                     let outcome = measure(&args, &input, streams, &mut worker).await;
+                    let visible = worker
+                        .metrics()
+                        .await
+                        .map(|text| VisibleLatency::parse(&text));
                     worker.stop().await?;
-                    outcome?
+                    (outcome?, Some(visible?))
                 }
                 "nginx" => {
                     let mut nginx = NginxRtmp::start(work.path()).await?;
                     let outcome = measure(&args, &input, streams, &mut nginx).await;
                     nginx.nginx.stop().await?;
-                    outcome?
+                    (outcome?, None)
                 }
                 other => bail!("unknown server {other}"),
             };
             println!("{server:8} {outcome}");
+            if let Some(visible) = visible {
+                let storage = &args.storage;
+                println!("{server:8} {streams:3}  segment visible ({storage}): {visible}");
+            }
             if !outcome.sustained() {
                 break;
             }
@@ -236,15 +253,102 @@ async fn record_input(path: &Path) -> anyhow::Result<PathBuf> {
     Ok(path.to_path_buf())
 }
 
-/// The release `gatecast-ingest` binary with file storage and a keys file of N keys.
+/// `gatecast_ingest_segment_visible_seconds` of one run: count, mean, and quantiles as the
+/// upper bound of the histogram bucket they fall in.
+struct VisibleLatency {
+    /// Cumulative (upper bound in seconds, count) pairs, `+Inf` last.
+    buckets: Vec<(f64, u64)>,
+    count: u64,
+    sum: f64,
+}
+
+impl VisibleLatency {
+    fn parse(metrics: &str) -> Self {
+        let name = "gatecast_ingest_segment_visible_seconds";
+        let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        let mut latency = Self {
+            buckets: Vec::new(),
+            count: 0,
+            sum: 0.0,
+        };
+        for line in metrics.lines() {
+            if let Some(rest) = line.strip_prefix(&format!("{name}_bucket{{le=\"")) {
+                let bound = rest.split('"').next().unwrap_or_default();
+                let bound = if bound == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    bound.parse().unwrap_or(f64::NAN)
+                };
+                latency
+                    .buckets
+                    .push((bound, value(line).unwrap_or(0.0) as u64));
+            } else if line.starts_with(&format!("{name}_count ")) {
+                latency.count = value(line).unwrap_or(0.0) as u64;
+            } else if line.starts_with(&format!("{name}_sum ")) {
+                latency.sum = value(line).unwrap_or(0.0);
+            }
+        }
+        latency
+    }
+
+    /// Upper bound of the bucket holding quantile `q`.
+    fn quantile(&self, q: f64) -> f64 {
+        let rank = (q * self.count as f64).ceil() as u64;
+        self.buckets
+            .iter()
+            .find(|(_, cumulative)| *cumulative >= rank.max(1))
+            .map_or(f64::NAN, |(bound, _)| *bound)
+    }
+
+    fn within(&self, bound: f64) -> u64 {
+        self.buckets
+            .iter()
+            .find(|(le, _)| (*le - bound).abs() < 1e-9)
+            .map_or(0, |(_, cumulative)| *cumulative)
+    }
+}
+
+impl std::fmt::Display for VisibleLatency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.count == 0 {
+            return write!(f, "no segments");
+        }
+        let ms = |seconds: f64| seconds * 1000.0;
+        write!(
+            f,
+            "{} segments, mean {:.1} ms, p50 <= {} ms, p99 <= {} ms, max bucket <= {} ms, \
+             {:.1} % within 50 ms",
+            self.count,
+            ms(self.sum / self.count as f64),
+            ms(self.quantile(0.5)),
+            ms(self.quantile(0.99)),
+            ms(self.quantile(1.0)),
+            100.0 * self.within(0.05) as f64 / self.count as f64,
+        )
+    }
+}
+
+/// The release `gatecast-ingest` binary with a keys file of N keys and file or S3 storage.
 struct Gatecast {
     child: Child,
     rtmp_port: u16,
     admin_port: u16,
+    /// The embedded S3 endpoint with `--storage s3`.
+    s3: Option<gatecast_dev::stack::S3Server>,
 }
 
+/// Bucket and credentials of the embedded S3 endpoint (`--storage s3`).
+const S3_BUCKET: &str = "bench-media";
+const S3_ACCESS_KEY: &str = "bench-access";
+const S3_SECRET_KEY: &str = "bench-secret-0123456789";
+
 impl Gatecast {
-    async fn start(binary: &Path, work: &Path, streams: usize) -> anyhow::Result<Self> {
+    async fn start(
+        binary: &Path,
+        work: &Path,
+        streams: usize,
+        storage_kind: &str,
+    ) -> anyhow::Result<Self> {
         let keys = work.join("keys.toml");
         let table: String = (0..streams)
             .map(|index| {
@@ -257,6 +361,27 @@ impl Gatecast {
         std::fs::write(&keys, table)?;
         let storage = work.join("storage");
         std::fs::create_dir_all(&storage)?;
+        let (storage_args, s3) = match storage_kind {
+            "file" => (vec![format!("file://{}", storage.display())], None),
+            "s3" => {
+                let config = gatecast_dev::stack::S3Config {
+                    root: storage,
+                    buckets: vec![S3_BUCKET.to_owned()],
+                    access_key: S3_ACCESS_KEY.to_owned(),
+                    secret_key: S3_SECRET_KEY.to_owned(),
+                };
+                let server =
+                    gatecast_dev::stack::S3Server::start(config, ([127, 0, 0, 1], 0).into())
+                        .await?;
+                let args = vec![
+                    format!("s3://{S3_BUCKET}"),
+                    "--s3-endpoint".to_owned(),
+                    format!("http://{}", server.addr()),
+                ];
+                (args, Some(server))
+            }
+            other => bail!("unknown storage {other} (file or s3)"),
+        };
         let (rtmp_port, admin_port) = (gatecast_bench::free_port()?, gatecast_bench::free_port()?);
         let child = Command::new(binary)
             .arg("--listen")
@@ -266,7 +391,9 @@ impl Gatecast {
             .arg("--keys")
             .arg(&keys)
             .arg("--storage")
-            .arg(format!("file://{}", storage.display()))
+            .args(&storage_args)
+            .env("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
             .args(["--segment-seconds", &SEGMENT_SECONDS.to_string()])
             .args(["--segments-per-key", &SEGMENTS_PER_KEY.to_string()])
             .env("RUST_LOG", "warn")
@@ -278,6 +405,7 @@ impl Gatecast {
             child,
             rtmp_port,
             admin_port,
+            s3,
         };
         for _ in 0..100 {
             if worker.metrics().await.is_ok() {
@@ -300,6 +428,9 @@ impl Gatecast {
 
     async fn stop(mut self) -> anyhow::Result<()> {
         self.child.kill().await?;
+        if let Some(mut s3) = self.s3.take() {
+            s3.stop().await?;
+        }
         Ok(())
     }
 }

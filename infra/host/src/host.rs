@@ -1,10 +1,13 @@
-//! Loading an app (compile once) and serving requests (fresh instance per request).
+//! Loading an app (compile once) and serving requests (instances reused as Spin does, see
+//! [`crate::reuse`]).
 
 use crate::allowed_hosts::{self, AllowedHosts};
 use crate::context::ComponentContext;
 use crate::instance::{self, InstanceState};
 use crate::kv::KvStores;
 use crate::manifest::Manifest;
+use crate::outbound::OutboundClient;
+use crate::reuse::{ComponentInstances, EPOCH_TICK, ReusePolicy};
 use crate::routing::{RouteMatch, Router};
 use crate::variables::Variables;
 use anyhow::Context as _;
@@ -19,15 +22,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine};
 use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::handler::ProxyHandler;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
-
-/// How often the epoch ticks; the per-request deadline is counted in these ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// `spin-client-addr` of a chained request: Spin passes `0.0.0.0:0` (there is no client).
 const CHAINED_CLIENT_ADDR: SocketAddr =
@@ -61,6 +61,8 @@ pub struct HostConfig {
     pub request_timeout: Duration,
     /// Maximum size of each linear memory of an instance.
     pub max_memory_bytes: usize,
+    /// How many requests an instance serves (Spin's WASIp3 defaults unless changed).
+    pub reuse: ReusePolicy,
 }
 
 impl HostConfig {
@@ -79,12 +81,19 @@ impl HostConfig {
             env_variables: true,
             request_timeout: Duration::from_secs(30),
             max_memory_bytes: 256 * 1024 * 1024,
+            reuse: ReusePolicy::default(),
         }
     }
 }
 
-/// One compiled component, ready to instantiate.
+/// One compiled component with its pool of reusable instances.
 struct LoadedComponent {
+    handler: ProxyHandler<ComponentInstances>,
+}
+
+/// What [`Host::load`] prepares for each component before the instances can be wired to the
+/// host (which chained requests need).
+struct PreparedComponent {
     pre: ServicePre<InstanceState>,
     context: Arc<ComponentContext>,
 }
@@ -180,11 +189,8 @@ pub struct Host {
 }
 
 struct HostInner {
-    runtime: Arc<Runtime>,
     router: Router,
     components: HashMap<String, LoadedComponent>,
-    request_timeout: Duration,
-    max_memory_bytes: usize,
 }
 
 /// Key-value labels become file names; keep them to a safe alphabet.
@@ -227,10 +233,10 @@ impl Host {
         let runtime = Runtime::shared()?;
         let linker = instance::linker(&runtime.engine)?;
 
-        let mut components = HashMap::new();
+        let mut prepared = HashMap::new();
         for trigger in &manifest.http_triggers {
             let id = &trigger.component;
-            if components.contains_key(id) {
+            if prepared.contains_key(id) {
                 continue;
             }
             let decl = &manifest.components[id];
@@ -272,23 +278,38 @@ impl Host {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             };
-            components.insert(
+            prepared.insert(
                 id.clone(),
-                LoadedComponent {
+                PreparedComponent {
                     pre,
                     context: Arc::new(context),
                 },
             );
         }
-        Ok(Self {
-            inner: Arc::new(HostInner {
-                runtime,
-                router,
-                components,
-                request_timeout: config.request_timeout,
-                max_memory_bytes: config.max_memory_bytes,
-            }),
-        })
+        // One pool of outbound connections for the whole app, as Spin keeps.
+        let outbound = OutboundClient::new();
+        // Cyclic: each component's instances chain back into the host, weakly.
+        let inner = Arc::new_cyclic(|host: &Weak<HostInner>| {
+            let components = prepared
+                .into_iter()
+                .map(|(id, PreparedComponent { pre, context })| {
+                    let instances = ComponentInstances {
+                        engine: runtime.engine.clone(),
+                        pre,
+                        context,
+                        chain: ServiceChain(host.clone()),
+                        outbound: outbound.clone(),
+                        max_memory_bytes: config.max_memory_bytes,
+                        request_timeout: config.request_timeout,
+                        reuse: config.reuse,
+                    };
+                    let handler = ProxyHandler::new(instances);
+                    (id, LoadedComponent { handler })
+                })
+                .collect();
+            HostInner { router, components }
+        });
+        Ok(Self { inner })
     }
 
     /// Routable `(route, component id)` pairs.
@@ -375,87 +396,16 @@ impl Host {
             }
         };
 
-        let mut store = Store::new(
-            &self.inner.runtime.engine,
-            InstanceState::new(
-                Arc::clone(&component.context),
-                self.inner.max_memory_bytes,
-                ServiceChain(Arc::downgrade(&self.inner)),
-            ),
-        );
-        store.limiter(|state| &mut state.limits);
-        let ticks =
-            u64::try_from(self.inner.request_timeout.as_millis() / EPOCH_TICK.as_millis().max(1))
-                .unwrap_or(u64::MAX)
-                .max(1);
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
-
-        let pre = component.pre.clone();
-        let timeout = self.inner.request_timeout;
-        let (head_tx, head_rx) = oneshot::channel();
-        // Small bound: the guest produces body chunks only as fast as the client reads them.
-        let (body_tx, body_rx) = mpsc::channel(4);
-        let task = async move {
-            let failure_tx = body_tx.clone();
-            let run = run_guest(store, pre, request, head_tx, body_tx);
-            let failure = match tokio::time::timeout(timeout, run).await {
-                Ok(Ok(())) => return,
-                Ok(Err(err)) => format!("component failed: {err:#}"),
-                Err(_) => format!("component exceeded the request time limit of {timeout:?}"),
-            };
-            tracing::warn!("{failure}");
-            // If the head already went out, an error frame makes hyper abort the connection so
-            // the client sees a broken response instead of a cleanly truncated body. (Before
-            // the head, nobody listens and this is a no-op.)
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                failure_tx.send(Err(BodyError(failure))),
-            )
-            .await;
-        };
-        tokio::spawn(task.in_current_span());
-
-        match head_rx.await {
-            Ok(head) => Response::from_parts(head, HostBody::Channel(body_rx)),
-            // The guest trapped, timed out or returned an error before producing a response.
-            Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        match component.handler.handle((), request).await {
+            Ok(response) => response.map(HostBody::Guest),
+            Err(error) => {
+                // Trap, expiry, instantiation failure or a guest `error-code`: this request
+                // (and, for a trap, the others in flight on the same instance) gets a 500.
+                tracing::warn!("component failed: {error:#}");
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
         }
     }
-}
-
-/// Runs one guest call to completion in its own store, forwarding the response head and body.
-async fn run_guest(
-    mut store: Store<InstanceState>,
-    pre: ServicePre<InstanceState>,
-    request: Request<WasiBody>,
-    head_tx: oneshot::Sender<http::response::Parts>,
-    body_tx: mpsc::Sender<Result<Frame<Bytes>, BodyError>>,
-) -> anyhow::Result<()> {
-    let service = pre.instantiate_async(&mut store).await?;
-    let (request, _request_io) =
-        wasmtime_wasi_http::p3::Request::from_http(&mut store.data_mut().hooks, request);
-    store
-        .run_concurrent(async move |accessor| -> anyhow::Result<()> {
-            let response = match service.handle(accessor, request).await? {
-                Ok(response) => response,
-                Err(code) => anyhow::bail!("component returned error code {code:?}"),
-            };
-            let response = accessor.with(|access| response.into_http(access, async { Ok(()) }))?;
-            let (head, mut body) = response.into_parts();
-            if head_tx.send(head).is_err() {
-                return Ok(()); // Client went away.
-            }
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|err| BodyError(format!("{err:?}")));
-                let failed = frame.is_err();
-                if body_tx.send(frame).await.is_err() || failed {
-                    break;
-                }
-            }
-            Ok(())
-        })
-        .await?
 }
 
 /// Adds Spin's headers (replacing any the client sent) and makes the URI absolute, as Spin does.
@@ -528,7 +478,7 @@ fn prepare_request(
 pub(crate) struct ServiceChain(Weak<HostInner>);
 
 impl ServiceChain {
-    /// Runs `request` in a fresh instance of `component`, as if it had matched a `/...` route
+    /// Runs `request` in an instance of `component`, as if it had matched a `/...` route
     /// ([`RouteMatch::chained`]), with the same time and memory limits as any request. A
     /// callee that traps or times out answers 500 to its caller (SIP 017), it never takes the
     /// caller down; a component that is not an HTTP component of the app is
@@ -570,13 +520,21 @@ impl ServiceChain {
 pub struct BodyError(String);
 
 /// Response body served by the host: a fixed text or the guest's streamed body.
-#[derive(Debug)]
 #[non_exhaustive]
 pub enum HostBody {
     /// A host-generated body (404, 500, …).
     Full(Option<Bytes>),
-    /// Frames forwarded from the guest's store task.
-    Channel(mpsc::Receiver<Result<Frame<Bytes>, BodyError>>),
+    /// The guest's body, produced as its instance's event loop runs.
+    Guest(WasiBody),
+}
+
+impl std::fmt::Debug for HostBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostBody::Full(bytes) => f.debug_tuple("Full").field(bytes).finish(),
+            HostBody::Guest(_) => f.write_str("Guest(..)"),
+        }
+    }
 }
 
 impl http_body::Body for HostBody {
@@ -589,7 +547,11 @@ impl http_body::Body for HostBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             HostBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            HostBody::Channel(rx) => rx.poll_recv(cx),
+            // A guest failing mid-body: the error frame makes hyper abort the connection, so
+            // the client sees a broken response rather than a cleanly truncated one.
+            HostBody::Guest(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|error| BodyError(error.to_string())),
         }
     }
 }

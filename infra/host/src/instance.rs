@@ -1,9 +1,10 @@
-//! The per-request store data: WASI, wasi:http with the outbound policy, Spin interfaces, limits.
+//! The per-instance store data: WASI, wasi:http with the outbound policy, Spin interfaces, limits.
 
 use crate::allowed_hosts::{self, AllowedHosts};
 use crate::bindings::{self, SpinView};
 use crate::context::ComponentContext;
 use crate::host::ServiceChain;
+use crate::outbound::{OutboundClient, Sent};
 use std::sync::Arc;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
@@ -19,19 +20,10 @@ use wasmtime_wasi_http::{
 pub(crate) struct OutboundPolicy {
     allowed: Arc<AllowedHosts>,
     chain: ServiceChain,
+    client: OutboundClient,
 }
 
-type SendFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-                ),
-                HttpError,
-            >,
-        > + Send,
->;
+type SendFuture = Box<dyn Future<Output = Result<Sent, HttpError>> + Send>;
 
 impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
@@ -69,14 +61,8 @@ impl WasiHttpHooks for OutboundPolicy {
             );
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
-        Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-            ))
-        })
+        let client = self.client.clone();
+        Box::new(async move { client.send(request, options).await })
     }
 }
 
@@ -91,12 +77,13 @@ pub(crate) struct InstanceState {
 }
 
 impl InstanceState {
-    /// Fresh state for one request of the component described by `context`; `chain` serves
-    /// its chained requests.
+    /// Fresh state for one instance of the component described by `context`; `chain` serves
+    /// its chained requests, `client` its outbound ones.
     pub(crate) fn new(
         context: Arc<ComponentContext>,
         max_memory_bytes: usize,
         chain: ServiceChain,
+        client: OutboundClient,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         // Spin forwards component stdout/stderr to its own log output.
@@ -111,6 +98,7 @@ impl InstanceState {
             hooks: OutboundPolicy {
                 allowed: Arc::clone(&context.allowed_hosts),
                 chain,
+                client,
             },
             limits: StoreLimitsBuilder::new()
                 .memory_size(max_memory_bytes)

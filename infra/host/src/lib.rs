@@ -2,7 +2,7 @@
 //!
 //! Production runs on Spin 4.1+; this host exists because the Spin CLI cannot be installed on
 //! the development and CI machines. It implements what gatecast's components import, with
-//! Spin's semantics: `wasi:http@0.3` service components (fresh instance per request), Spin's
+//! Spin's semantics: `wasi:http@0.3` service components (instances reused across requests with Spin's limits), Spin's
 //! routing and `spin-*` headers, `spin:key-value@3.0.0` on SQLite, `spin:variables@3.0.0` with
 //! Spin's template and provider rules, and `allowed_outbound_hosts` enforcement on outbound HTTP.
 //!
@@ -22,10 +22,13 @@ mod host;
 mod instance;
 pub mod kv;
 pub mod manifest;
+mod outbound;
+mod reuse;
 pub mod routing;
 mod server;
 pub mod variables;
 mod wasi_keyvalue;
 
 pub use host::{BodyError, Host, HostBody, HostConfig};
+pub use reuse::ReusePolicy;
 pub use server::serve;

@@ -45,6 +45,7 @@ async fn handle(request: Request) -> Reply {
                 .to_owned();
             outbound(&url).await
         }
+        ["served"] => served_by_this_instance(),
         ["trap"] => panic!("probe asked to trap"),
         ["spin"] => busy_loop(),
         ["alloc", megabytes] => allocate(megabytes),
@@ -121,6 +122,16 @@ async fn outbound(url: &str) -> Reply {
         }
         Err(code) => reply(StatusCode::BAD_GATEWAY, format!("{code:?}")),
     }
+}
+
+/// Requests this instance has served, this one included.
+static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `GET /served`: how many requests this instance has handled, which shows whether the host
+/// reuses instances (Spin does for WASIp3 components) and within which limits.
+fn served_by_this_instance() -> Reply {
+    let served = SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    reply(StatusCode::OK, served.to_string())
 }
 
 /// `GET /spin`: never returns, so only the host's time limit can end it.

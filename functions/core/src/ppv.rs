@@ -30,6 +30,11 @@
 //! ppv-sync-ok, ppv-known:<viewer>        last accepted sync; viewers it reported (fail-closed)
 //! ```
 //!
+//! Charge markers and audit-seen keys of key ids more than [`RETAINED_KEY_IDS`] behind their
+//! stream's newest are pruned by the `ppv-sync` component's round ([`prunable_markers`]), as are
+//! past round leases ([`is_past_round_key`]); balances, usage, unique-viewer marks and the audit
+//! log itself are kept.
+//!
 //! Counters use Spin's encoding (8-byte little-endian `i64`) because they are written with the
 //! KV's atomic `increment` (`wasi:keyvalue/atomics`).
 //!

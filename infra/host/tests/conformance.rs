@@ -3,7 +3,7 @@
 //! TCP. Expected values are Spin's documented behaviour, written out by hand.
 
 use bytes::Bytes;
-use gatecast_host::{Host, HostConfig};
+use gatecast_host::{Host, HostConfig, ReusePolicy};
 use http_body_util::{BodyExt as _, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -129,7 +129,10 @@ async fn request(
         .unwrap();
     tokio::spawn(connection);
     let mut builder = hyper::Request::builder().method(method).uri(path);
-    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
         builder = builder.header("host", addr.to_string());
     }
     for (name, value) in headers {
@@ -579,33 +582,36 @@ async fn chaining_reaches_a_listed_component_in_process_with_spins_headers() {
 
     // A wildcard chaining entry reaches any component; a callee that traps is a 500 for the
     // caller, not a trap of the caller.
-    let (status, body) = probe_fetch(app.addr, "/wild", "http://internal.spin.internal/trap").await;
-    assert_eq!(
-        (status, body.as_str()),
-        (200, "status=500\nInternal Server Error")
-    );
-    let (status, body) = probe_fetch(app.addr, "/wild", "http://nosuch.spin.internal/").await;
-    assert_eq!(
-        (status, body.as_str()),
-        (502, "ErrorCode::DestinationNotFound")
-    );
+    for (url, expected) in [
+        (
+            "http://internal.spin.internal/trap",
+            (200, "status=500\nInternal Server Error"),
+        ),
+        (
+            "http://nosuch.spin.internal/",
+            (502, "ErrorCode::DestinationNotFound"),
+        ),
+    ] {
+        let (status, body) = probe_fetch(app.addr, "/wild", url).await;
+        assert_eq!((status, body.as_str()), expected, "{url}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaining_not_listed_is_denied_even_with_allow_all() {
     let app = chain_app().await;
-    // `caller` lists internal only.
-    let (status, body) = probe_fetch(app.addr, "/caller", "http://wild.spin.internal/x").await;
-    assert_eq!(
-        (status, body.as_str()),
-        (502, "ErrorCode::HttpRequestDenied")
-    );
-    // SIP 017: `*://*:*` does not, by itself, enable chaining.
-    let (status, body) = probe_fetch(app.addr, "/open", "http://internal.spin.internal/x").await;
-    assert_eq!(
-        (status, body.as_str()),
-        (502, "ErrorCode::HttpRequestDenied")
-    );
+    // `caller` lists internal only; SIP 017: `*://*:*` does not, by itself, enable chaining.
+    for (route, url) in [
+        ("/caller", "http://wild.spin.internal/x"),
+        ("/open", "http://internal.spin.internal/x"),
+    ] {
+        let (status, body) = probe_fetch(app.addr, route, url).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (502, "ErrorCode::HttpRequestDenied"),
+            "{route} -> {url}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -630,4 +636,36 @@ async fn private_route_is_404_from_outside_and_chaining_host_is_stripped() {
         "http://localhost/caller/echo"
     );
     assert_ne!(echo["headers"]["host"], "internal.spin.internal");
+}
+
+/// Spin 4 serves a WASIp3 component from instances it reuses (128 requests each by default),
+/// so a component's globals live across requests of one instance and are fresh in the next:
+/// with a lifetime of 3, one-at-a-time requests see instance counters 1, 2, 3, then 1, 2 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_are_reused_within_the_configured_lifetime() {
+    let app = app_with(None, |config| {
+        config.reuse = ReusePolicy {
+            max_requests_per_instance: 3,
+            ..ReusePolicy::default()
+        };
+    })
+    .await;
+    let mut served = Vec::new();
+    for _ in 0..5 {
+        let (status, body) = get(app.addr, "/served").await;
+        assert_eq!(status, 200);
+        served.push(body);
+    }
+    assert_eq!(served, ["1", "2", "3", "1", "2"]);
+
+    let fresh = app_with(None, |config| {
+        config.reuse = ReusePolicy {
+            max_requests_per_instance: 1,
+            ..ReusePolicy::default()
+        };
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get(fresh.addr, "/served").await, (200, "1".to_owned()));
+    }
 }

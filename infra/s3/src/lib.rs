@@ -65,6 +65,11 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, _peer)) => {
+                    // Keep-alive clients (the host pools its connections) would otherwise see
+                    // every small response's body wait for their delayed ACK of its head.
+                    if let Err(error) = socket.set_nodelay(true) {
+                        tracing::debug!(%error, "cannot set TCP_NODELAY");
+                    }
                     let connection = connections.serve_connection(TokioIo::new(socket), service.clone());
                     let connection = graceful.watch(connection.into_owned());
                     tokio::spawn(async move {

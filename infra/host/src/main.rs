@@ -1,7 +1,7 @@
 //! `gatecast-host`: serve a Spin app (manifest v2) on wasmtime, like `spin up`.
 
 use clap::Parser;
-use gatecast_host::{Host, HostConfig};
+use gatecast_host::{Host, HostConfig, ReusePolicy};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +33,16 @@ struct Args {
     /// Per-instance linear memory limit in MiB.
     #[arg(long, default_value_t = 256)]
     max_memory_mib: usize,
+    /// Requests one instance serves before it is dropped (Spin's WASIp3 default; 1 = a fresh
+    /// instance per request, to find a component that keeps state between requests).
+    #[arg(long, default_value_t = ReusePolicy::default().max_requests_per_instance)]
+    max_instance_reuse_count: usize,
+    /// Requests one instance serves at the same time.
+    #[arg(long, default_value_t = ReusePolicy::default().max_concurrent_requests_per_instance)]
+    max_instance_concurrent_reuse_count: usize,
+    /// Milliseconds an instance may sit idle before it is dropped.
+    #[arg(long, default_value_t = 1_000)]
+    idle_instance_timeout_ms: u64,
 }
 
 fn parse_variable(text: &str) -> Result<(String, String), String> {
@@ -58,6 +68,11 @@ async fn main() -> anyhow::Result<()> {
     config.variables = args.variables.into_iter().collect::<BTreeMap<_, _>>();
     config.request_timeout = Duration::from_millis(args.request_timeout_ms);
     config.max_memory_bytes = args.max_memory_mib.saturating_mul(1024 * 1024);
+    config.reuse = ReusePolicy {
+        max_requests_per_instance: args.max_instance_reuse_count.max(1),
+        max_concurrent_requests_per_instance: args.max_instance_concurrent_reuse_count.max(1),
+        idle_instance_timeout: Duration::from_millis(args.idle_instance_timeout_ms),
+    };
 
     let host = Host::load(&config)?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

@@ -757,7 +757,7 @@ pub const SYNC_COMPONENT_HOST: &str = "ppv-sync.spin.internal";
 
 /// Path of the chained "sync if due" call. Reachable only through chaining: the `ppv-sync`
 /// component's only public route is [`SYNC_ROUTE`], so a request from outside never has this
-/// path, and Spin removes a `*.spin.internal` `Host` header from outside requests.
+/// path (chained requests bypass routing).
 pub const SYNC_IF_DUE_PATH: &str = "/internal/sync-if-due";
 
 /// The public route of a forced sync (bearer `api_token`), for an external scheduler.

@@ -18,7 +18,11 @@ async fn storage_outage_answers_503_with_retry_after_and_recovers() -> anyhow::R
 
     test.stack.stop_storage().await?;
     let playlist = get(&test.client, &url, None).await?;
-    let key = get(&test.client, &before.key_urls[0], None).await?;
+    // The key component remembers keys it has read (they never change), and Spin reuses its
+    // instances, so a key fetched just before the outage may still be served. A key id no
+    // instance has read must come from storage: the same viewer token, a key id never written.
+    let unread_key_url = with_unread_key_id(&before.key_urls[0])?;
+    let key = get(&test.client, &unread_key_url, None).await?;
     let segment = get(&test.client, &before.segment_urls[0], None).await?;
     for (what, answer) in [
         ("playlist", &playlist),
@@ -58,6 +62,20 @@ async fn storage_outage_answers_503_with_retry_after_and_recovers() -> anyhow::R
         "the same recording decrypts the same"
     );
     test.shutdown().await
+}
+
+/// `…/keys/<name>/<key id>.key?t=…` with a key id a million segments past the given one's,
+/// which a broadcast of a few seconds never reaches (key ids are segment sequence numbers).
+fn with_unread_key_id(key_url: &str) -> anyhow::Result<String> {
+    let (path, query) = key_url.split_once('?').unwrap_or((key_url, ""));
+    let (prefix, file) = path
+        .rsplit_once('/')
+        .ok_or_else(|| anyhow::anyhow!("key URL without a path: {key_url}"))?;
+    let key_id: u64 = file
+        .strip_suffix(".key")
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("key URL without a key id: {key_url}"))?;
+    Ok(format!("{prefix}/{}.key?{query}", key_id + 1_000_000))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@
 //! sessions, the site's `authorize_key` answer (cached per key period) → pay-per-view
 //! ([`gatecast_spin_shell::ppv::admit_key`]: session cap, exactly-once debit per key id with the
 //! KV's atomics, usage and audit) → the key object from the private key bucket, which must be
-//! exactly 16 bytes. When a WMSPanel sync round is due (one KV read), the request first asks
+//! exactly 16 bytes (remembered by the instance, see [`FETCHED_KEYS`]). When a WMSPanel sync round is due (one KV read), the request first asks
 //! the `ppv-sync` component to run it through Spin local service chaining
 //! ([`gatecast_spin_shell::ppv::request_sync`]); with `ppv_fail_open = false` a viewer no
 //! accepted sync has reported is refused while the handler is silent. Any refusal is a bodiless
@@ -102,17 +102,50 @@ async fn serve(request: &Request) -> Result<Reply> {
     if let Some(refusal) = ppv::admit_key(&ledger, &fetch).await? {
         return Ok(refusal.reply());
     }
-    Ok(
-        match viewer::fetch("key_bucket", &object.storage_path(), now).await? {
-            viewer::Fetched::Found(key) if key.len() == KEY_LEN => {
-                reply::content(Content::Key, key.into())
-            }
-            viewer::Fetched::Found(key) => {
-                return Err(key.len()).context("key object length");
-            }
-            viewer::Fetched::NotFound => reply::not_found(),
-        },
-    )
+    let path = object.storage_path();
+    if let Some(key) = recall_key(&path) {
+        return Ok(reply::content(Content::Key, key.to_vec()));
+    }
+    Ok(match viewer::fetch("key_bucket", &path, now).await? {
+        viewer::Fetched::Found(bytes) => {
+            let key = <[u8; KEY_LEN]>::try_from(bytes.as_ref())
+                .map_err(|_| bytes.len())
+                .context("key object length")?;
+            remember_key(path, key);
+            reply::content(Content::Key, key.to_vec())
+        }
+        viewer::Fetched::NotFound => reply::not_found(),
+    })
+}
+
+/// Keys this instance has read from storage, oldest first, by object path.
+///
+/// Why a cache is safe: a key object never changes once written, and its path is never reused
+/// (key ids are sequence numbers that start at the publish time). Why it pays: Spin reuses an
+/// instance for many requests (128 by default for WASIp3), and every viewer of a stream asks
+/// for the same current key, so one signed storage read serves the rest of the instance's
+/// requests for that key period. It caches bytes only: every request is still admitted (token,
+/// sanctions, pay-per-view) before it is answered. Only the key component holds it.
+static FETCHED_KEYS: std::sync::Mutex<Vec<(String, [u8; KEY_LEN])>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Enough for the current and next key of a few dozen live streams per instance.
+const FETCHED_KEYS_CAP: usize = 64;
+
+fn recall_key(path: &str) -> Option<[u8; KEY_LEN]> {
+    let keys = FETCHED_KEYS.lock().ok()?;
+    keys.iter()
+        .find(|(known, _)| known == path)
+        .map(|(_, key)| *key)
+}
+
+fn remember_key(path: String, key: [u8; KEY_LEN]) {
+    if let Ok(mut keys) = FETCHED_KEYS.lock() {
+        if keys.len() >= FETCHED_KEYS_CAP {
+            keys.remove(0);
+        }
+        keys.push((path, key));
+    }
 }
 
 /// Seed 000's `authorize_key`: asks the site whether this session may watch, with the cookie

@@ -3,7 +3,7 @@
 //!
 //! - `edge-keys`: key requests/s and latency through the wasm host vs nginx `auth_request` to a
 //!   minimal Python authorize endpoint (seed 000), driven by `wrk`.
-//! - `ingest-publishers`: concurrent ffmpeg publishers sustained in real time by
+//! - `ingest-publishers`: concurrent RTMP publishers (the replayer of [`replay`], or ffmpeg) sustained in real time by
 //!   `gatecast-ingest` vs nginx-rtmp with `hls on; hls_keys on;`.
 //!
 //! These are benchmarks, not tests: nothing here runs under `cargo test`.
@@ -11,6 +11,7 @@
 
 pub mod nginx;
 pub mod procstat;
+pub mod replay;
 pub mod wrk;
 
 use std::net::TcpListener;

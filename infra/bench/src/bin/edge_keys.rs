@@ -8,6 +8,8 @@
 //! refetch and every rendition pays: price, claim marker, session set, audit-seen, sync-due
 //! reads) against a free stream of the same stack, interleaved free, paid per round.
 
+#![allow(clippy::print_stdout)] // A benchmark's report is its standard output.
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -146,7 +148,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let mut rows = Vec::new();
     for round in 1..=args.rounds {
-        let nginx = load.run(&anchor.url, &[anchor.cookie.clone()]).await?;
+        let nginx = load
+            .run(&anchor.url, std::slice::from_ref(&anchor.cookie))
+            .await?;
         report(round, "nginx+auth_request+python", &nginx);
         let gatecast = load.run(&ours, &[]).await?;
         report(round, "gatecast key (storage read)", &gatecast);

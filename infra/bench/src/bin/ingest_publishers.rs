@@ -1,12 +1,16 @@
 //! Concurrent RTMP publishers sustained in real time: `gatecast-ingest` vs nginx 1.22 +
 //! libnginx-mod-rtmp (`hls on; hls_keys on;`), same recorded FLV, same machine, same run.
 //!
-//! For each server and each N: N `ffmpeg -re -stream_loop -1 -c copy` publishers replay the
-//! FLV; after a warm-up, segments produced during a window are compared with what real time
+//! For each server and each N: N publishers replay the FLV in real time, either the light
+//! in-process replayer of [`gatecast_bench::replay`] (default: N connections from one child
+//! process, so the publishers do not eat the CPU the servers are measured on) or N
+//! `ffmpeg -re -stream_loop -1 -c copy` processes (`--publisher ffmpeg`); after a warm-up, segments produced during a window are compared with what real time
 //! demands (N × window / segment length), and the server's CPU and RSS are read from `/proc`.
 //! For gatecast it also reads the segment-visible latency histogram from `/metrics` (from the
 //! arrival of the input that closed a segment to the stored playlist referencing it), with
 //! `file://` storage or (`--storage s3`) the embedded S3 endpoint of the dev stack.
+
+#![allow(clippy::print_stdout)] // A benchmark's report is its standard output.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -17,6 +21,7 @@ use clap::Parser;
 use gatecast_bench::load_average;
 use gatecast_bench::nginx::Nginx;
 use gatecast_bench::procstat::{MachineCpu, Sample};
+use gatecast_bench::replay::{self, Recording};
 use tokio::process::{Child, Command};
 
 const SEGMENT_SECONDS: u64 = 4;
@@ -49,11 +54,29 @@ struct Args {
     /// process, over loopback HTTP).
     #[arg(long, default_value = "file")]
     storage: String,
+    /// The load tool: `replay` (gatecast-bench's RTMP replayer, one process for all N) or
+    /// `ffmpeg` (one `ffmpeg -re -c copy` per publisher).
+    #[arg(long, default_value = "replay")]
+    publisher: String,
+    /// nginx `worker_processes` (nginx-rtmp's default deployment is 1; each publishing
+    /// connection stays on one worker, so more workers spread streams over cores).
+    #[arg(long, default_value_t = 1)]
+    nginx_workers: usize,
+    /// Internal: run as the replayer child, publishing `--input` to these RTMP URLs.
+    #[arg(long, hide = true, num_args = 1..)]
+    replay_child: Vec<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if !args.replay_child.is_empty() {
+        let input = args
+            .input
+            .as_deref()
+            .context("the replayer needs --input")?;
+        return replay_all(input, &args.replay_child).await;
+    }
     let target_dir = PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or("target".into()));
     let input = match &args.input {
         Some(path) => path.clone(),
@@ -84,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
                     (outcome?, Some(visible?))
                 }
                 "nginx" => {
-                    let mut nginx = NginxRtmp::start(work.path()).await?;
+                    let mut nginx = NginxRtmp::start(work.path(), args.nginx_workers).await?;
                     let outcome = measure(&args, &input, streams, &mut nginx).await;
                     nginx.nginx.stop().await?;
                     (outcome?, None)
@@ -163,14 +186,33 @@ async fn measure(
     server: &mut impl Server,
 ) -> anyhow::Result<Outcome> {
     let idle = Sample::of_tree(server.pid()?)?;
+    let urls: Vec<String> = (0..streams)
+        .map(|index| server.publish_url(index))
+        .collect();
     let mut publishers = Vec::with_capacity(streams);
-    for index in 0..streams {
-        publishers.push(publish(input, &server.publish_url(index))?);
-        // Spread the keyframes (and the segment closes) of the streams over time.
-        tokio::time::sleep(Duration::from_millis(
-            SEGMENT_SECONDS * 1000 / streams as u64,
-        ))
-        .await;
+    if args.publisher == "replay" {
+        publishers.push(
+            Command::new(std::env::current_exe()?)
+                .arg("--input")
+                .arg(input)
+                .arg("--replay-child")
+                .args(&urls)
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .context("cannot start the replayer")?,
+        );
+        // The replayer spreads its starts over one segment itself.
+        tokio::time::sleep(Duration::from_secs(SEGMENT_SECONDS)).await;
+    } else {
+        for url in &urls {
+            publishers.push(publish(input, url)?);
+            // Spread the keyframes (and the segment closes) of the streams over time.
+            tokio::time::sleep(Duration::from_millis(
+                SEGMENT_SECONDS * 1000 / streams as u64,
+            ))
+            .await;
+        }
     }
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     let publisher_pids: Vec<u32> = publishers.iter().filter_map(Child::id).collect();
@@ -194,7 +236,12 @@ async fn measure(
     let mut publishers_exited = 0;
     for publisher in &mut publishers {
         if publisher.try_wait()?.is_some() {
-            publishers_exited += 1;
+            // The replayer exits when any of its publishers fails: count them all.
+            publishers_exited += if args.publisher == "replay" {
+                streams
+            } else {
+                1
+            };
         }
         publisher.kill().await?;
     }
@@ -209,6 +256,36 @@ async fn measure(
         machine_busy_percent: machine_after.busy_percent_since(&machine_before),
         publishers_exited,
     })
+}
+
+/// The replayer child: every URL gets a publisher, starts spread over one segment so the
+/// streams' keyframes (and segment closes) are spread too; exits with the first failure.
+async fn replay_all(input: &Path, urls: &[String]) -> anyhow::Result<()> {
+    let recording = std::sync::Arc::new(Recording::load(input)?);
+    let mut publishers = tokio::task::JoinSet::new();
+    let spacing = Duration::from_millis(SEGMENT_SECONDS * 1000 / urls.len().max(1) as u64);
+    for url in urls {
+        let (addr, app, key) = split_rtmp_url(url)?;
+        let recording = std::sync::Arc::clone(&recording);
+        publishers.spawn(async move { replay::publish(recording, addr, &app, &key).await });
+        tokio::time::sleep(spacing).await;
+    }
+    while let Some(ended) = publishers.join_next().await {
+        ended?.context("a replayed publisher failed")?;
+    }
+    Ok(())
+}
+
+/// `rtmp://HOST:PORT/APP/KEY` → (address, app, key).
+fn split_rtmp_url(url: &str) -> anyhow::Result<(std::net::SocketAddr, String, String)> {
+    let rest = url
+        .strip_prefix("rtmp://")
+        .with_context(|| format!("not an rtmp URL: {url}"))?;
+    let mut parts = rest.splitn(3, '/');
+    let (Some(addr), Some(app), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        bail!("expected rtmp://HOST:PORT/APP/KEY, got {url}");
+    };
+    Ok((addr.parse()?, app.to_owned(), key.to_owned()))
 }
 
 /// One publisher replaying the recording in real time, forever.
@@ -396,6 +473,8 @@ impl Gatecast {
             .env("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
             .args(["--segment-seconds", &SEGMENT_SECONDS.to_string()])
             .args(["--segments-per-key", &SEGMENTS_PER_KEY.to_string()])
+            // The default cap (256) is a safety limit, not a capacity: lift it past N.
+            .args(["--max-connections", &(streams + 16).to_string()])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .kill_on_drop(true)
@@ -461,7 +540,7 @@ impl Server for Gatecast {
     }
 }
 
-/// nginx 1.22 + nginx-rtmp, one worker, HLS with keys, old fragments kept so they can be counted.
+/// nginx 1.22 + nginx-rtmp, `workers` worker processes, HLS with keys, old fragments kept so they can be counted.
 struct NginxRtmp {
     nginx: Nginx,
     port: u16,
@@ -469,13 +548,13 @@ struct NginxRtmp {
 }
 
 impl NginxRtmp {
-    async fn start(work: &Path) -> anyhow::Result<Self> {
+    async fn start(work: &Path, workers: usize) -> anyhow::Result<Self> {
         let (hls, keys) = (work.join("hls"), work.join("keys"));
         std::fs::create_dir_all(&hls)?;
         std::fs::create_dir_all(&keys)?;
         let port = gatecast_bench::free_port()?;
         let body = format!(
-            r#"worker_processes 1;
+            r#"worker_processes {workers};
 events {{ worker_connections 4096; }}
 rtmp {{
     server {{

@@ -123,7 +123,12 @@ async fn serve(
     let signature_ok = request["Signature"].as_str() == Some(expected.as_str());
     let (deny, wrong, down, hung) = {
         let state = state.lock().expect("handler state");
-        (state.deny.clone(), state.wrong_solution, state.down, state.hung)
+        (
+            state.deny.clone(),
+            state.wrong_solution,
+            state.down,
+            state.hung,
+        )
     };
     if hung {
         // Longer than any sync may wait; the connection stays open and silent.

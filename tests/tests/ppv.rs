@@ -333,7 +333,10 @@ async fn wmspanel_handler_denies_lifts_and_fails_closed() -> anyhow::Result<()> 
         .send()
         .await?
         .status();
-    ensure!(unauthenticated == 401, "sync without a token: {unauthenticated}");
+    ensure!(
+        unauthenticated == 401,
+        "sync without a token: {unauthenticated}"
+    );
     let outside = stack
         .client
         .post(stack.url("/internal/sync-if-due"))

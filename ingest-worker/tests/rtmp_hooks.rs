@@ -9,7 +9,6 @@ mod shell_support;
 
 use std::time::Duration;
 
-use gatecast_ingest::Stores;
 use shell_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,9 +32,7 @@ async fn on_publish_renames_refuses_and_publish_done_gets_the_original_key() {
 
     let dir = tempfile::tempdir().unwrap();
     let media = dir.path().join("media");
-    let url = format!("file://{}", media.display());
-    let stores = Stores::open(&gatecast_ingest::Config::local(url.clone()).storage).unwrap();
-    let mut config = test_config(url);
+    let (mut config, stores) = file_config(&media);
     config.auth.on_publish = Some(hook.url("/on_publish"));
     config.auth.on_publish_done = Some(hook.url("/on_publish_done"));
     let worker = start_worker(config, stores).await;
@@ -147,9 +144,7 @@ async fn unreachable_hook_refuses() {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", dir.path().display());
-    let stores = Stores::open(&gatecast_ingest::Config::local(url.clone()).storage).unwrap();
-    let mut config = test_config(url);
+    let (mut config, stores) = file_config(dir.path());
     config.auth.on_publish = Some(format!("http://127.0.0.1:{port}/on_publish"));
     config.auth.hook_timeout = Duration::from_secs(1);
     let worker = start_worker(config, stores).await;
@@ -180,9 +175,7 @@ async fn on_update_heartbeat_and_a_refusal_cuts_the_publisher_off() {
 
     let dir = tempfile::tempdir().unwrap();
     let media = dir.path().join("media");
-    let url = format!("file://{}", media.display());
-    let stores = Stores::open(&gatecast_ingest::Config::local(url.clone()).storage).unwrap();
-    let mut config = test_config(url);
+    let (mut config, stores) = file_config(&media);
     config.auth.on_publish = Some(hook.url("/on_publish"));
     config.auth.on_publish_done = Some(hook.url("/on_publish_done"));
     config.auth.on_update = Some(hook.url("/on_update"));
@@ -266,9 +259,7 @@ async fn on_update_outage_does_not_end_a_broadcast() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", dir.path().display());
-    let stores = Stores::open(&gatecast_ingest::Config::local(url.clone()).storage).unwrap();
-    let mut config = test_config(url);
+    let (mut config, stores) = file_config(dir.path());
     config.auth.on_publish = Some(hook.url("/on_publish"));
     config.auth.on_update = Some(hook.url("/on_update"));
     config.auth.notify_update_interval = Duration::from_secs(1);

@@ -85,6 +85,13 @@ pub fn test_config(storage_url: String) -> Config {
     config
 }
 
+/// [`test_config`] with `file://` storage under `root`, and its opened stores.
+pub fn file_config(root: &std::path::Path) -> (Config, Stores) {
+    let config = test_config(format!("file://{}", root.display()));
+    let stores = Stores::open(&config.storage).expect("file stores open");
+    (config, stores)
+}
+
 pub async fn start_worker(config: Config, stores: Stores) -> RunningWorker {
     capture_logs();
     let worker = Worker::bind(config, stores).await.expect("worker binds");

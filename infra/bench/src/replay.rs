@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use gatecast_ingest::media::flv;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
@@ -24,10 +25,6 @@ use tokio::time::Instant;
 /// Tags due within this much of now go out together, so a publisher wakes ~50 times a second
 /// rather than once per audio frame.
 const SEND_AHEAD: Duration = Duration::from_millis(20);
-
-/// FLV tag types (FLV spec, E.4.1).
-const TAG_AUDIO: u8 = 8;
-const TAG_VIDEO: u8 = 9;
 
 /// One audio or video tag of the recording.
 struct Tag {
@@ -44,33 +41,21 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Parses an FLV file (header, then `previous tag size` + tag pairs).
+    /// Reads an FLV file and keeps its audio and video tags.
     pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        if bytes.get(..3) != Some(b"FLV") {
-            bail!("{} is not an FLV file", path.display());
-        }
-        let header_len = bytes
-            .get(5..9)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .context("truncated FLV header")?;
-        let mut at = header_len + 4;
-        let mut tags = Vec::new();
-        while let Some(header) = bytes.get(at..at + 11) {
-            let size = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
-            let timestamp_ms = u32::from_be_bytes([header[7], header[4], header[5], header[6]]);
-            let body = bytes
-                .get(at + 11..at + 11 + size)
-                .context("truncated FLV tag")?;
-            if header[0] == TAG_AUDIO || header[0] == TAG_VIDEO {
-                tags.push(Tag {
-                    video: header[0] == TAG_VIDEO,
-                    timestamp_ms,
-                    body: Bytes::copy_from_slice(body),
-                });
-            }
-            at += 11 + size + 4;
-        }
+        let tags: Vec<Tag> = flv::split_file(&bytes)
+            .with_context(|| format!("splitting {}", path.display()))?
+            .into_iter()
+            .filter(|tag| {
+                tag.tag_type == flv::TAG_TYPE_AUDIO || tag.tag_type == flv::TAG_TYPE_VIDEO
+            })
+            .map(|tag| Tag {
+                video: tag.tag_type == flv::TAG_TYPE_VIDEO,
+                timestamp_ms: tag.timestamp_ms,
+                body: Bytes::copy_from_slice(tag.body),
+            })
+            .collect();
         let last = tags.last().map(|tag| tag.timestamp_ms).context("no tags")?;
         Ok(Self {
             tags,

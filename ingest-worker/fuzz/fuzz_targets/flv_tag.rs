@@ -1,15 +1,16 @@
 //! Fuzzes the FLV tag parsers and the whole media pipeline behind them.
 //!
-//! Input layout: the whole input is parsed once as a video and once as an audio tag body; then
-//! it is read as a sequence of records `[kind: u8][timestamp: u32 BE][len: u16 BE][body]` fed
-//! to one `Pipeline` (kind bit 0: video/audio), so state carried between tags (codec configs,
-//! probing, segmenting, timestamp unwrapping) is exercised too. Any panic is a bug: malformed
+//! Input layout: the whole input is split once as an FLV file and parsed once as a video and
+//! once as an audio tag body; then it is read as a sequence of records
+//! `[kind: u8][timestamp: u32 BE][len: u16 BE][body]` fed to one `Pipeline` (kind bit 0:
+//! video/audio), so state carried between tags (codec configs, probing, segmenting, timestamp
+//! unwrapping) is exercised too. Any panic is a bug: malformed
 //! input must come back as a `MediaError`.
 #![no_main]
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use gatecast_ingest::media::flv::{parse_audio_tag, parse_video_tag};
+use gatecast_ingest::media::flv::{parse_audio_tag, parse_video_tag, split_file};
 use gatecast_ingest::media::{KeySource, MediaConfig, Pipeline};
 use libfuzzer_sys::fuzz_target;
 
@@ -22,6 +23,7 @@ impl KeySource for FixedKeys {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let _ = split_file(data);
     let _ = parse_video_tag(data);
     let _ = parse_audio_tag(data);
 

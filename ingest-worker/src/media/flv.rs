@@ -42,6 +42,9 @@ pub enum FlvError {
     /// program config element instead of a channel configuration).
     #[error("unsupported AudioSpecificConfig: {0}")]
     UnsupportedAacConfig(&'static str),
+    /// [`split_file`] input that does not start with the `FLV` signature.
+    #[error("not an FLV file")]
+    NotFlvFile,
 }
 
 /// Audio or video, for error messages.
@@ -61,6 +64,63 @@ impl std::fmt::Display for TrackKind {
             Self::Audio => "audio",
         })
     }
+}
+
+/// FLV file TagType of an AUDIODATA tag (FLV spec E.4.1).
+pub const TAG_TYPE_AUDIO: u8 = 8;
+/// FLV file TagType of a VIDEODATA tag.
+pub const TAG_TYPE_VIDEO: u8 = 9;
+/// Bytes of an FLV file tag header: TagType, DataSize (24), Timestamp (24 + 8 extended), StreamID (24).
+const FILE_TAG_HEADER_LEN: usize = 11;
+/// Bytes of the PreviousTagSize field after the file header and after every tag.
+const PREVIOUS_TAG_SIZE_LEN: usize = 4;
+
+/// One tag of an FLV file: what a publisher sends as one RTMP message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileTag<'a> {
+    /// TagType (low 5 bits of the first header byte): [`TAG_TYPE_AUDIO`], [`TAG_TYPE_VIDEO`],
+    /// 18 for script data.
+    pub tag_type: u8,
+    /// Milliseconds: the 24-bit Timestamp with TimestampExtended as its upper 8 bits.
+    pub timestamp_ms: u32,
+    /// The tag body, as [`parse_video_tag`] / [`parse_audio_tag`] take it.
+    pub body: &'a [u8],
+}
+
+/// Splits an FLV file (FLV spec E.2–E.4: header, then PreviousTagSize + tag, repeated) into its
+/// tags, in file order. Fewer trailing bytes than a tag header are ignored (a recording cut
+/// between tags); a tag whose body is cut short is [`FlvError::Truncated`].
+pub fn split_file(bytes: &[u8]) -> Result<Vec<FileTag<'_>>, FlvError> {
+    if !bytes.starts_with(b"FLV") {
+        return Err(FlvError::NotFlvFile);
+    }
+    let header_len = bytes
+        .get(5..9)
+        .map(|field| u32::from_be_bytes([field[0], field[1], field[2], field[3]]))
+        .ok_or(FlvError::Truncated {
+            what: "FLV file header",
+        })?;
+    let mut at = usize::try_from(header_len)
+        .unwrap_or(usize::MAX)
+        .saturating_add(PREVIOUS_TAG_SIZE_LEN);
+    let mut tags = Vec::new();
+    while let Some(header) = bytes.get(at..at.saturating_add(FILE_TAG_HEADER_LEN)) {
+        let size =
+            usize::from(header[1]) << 16 | usize::from(header[2]) << 8 | usize::from(header[3]);
+        let body_start = at + FILE_TAG_HEADER_LEN;
+        let body = bytes
+            .get(body_start..body_start + size)
+            .ok_or(FlvError::Truncated {
+                what: "FLV file tag",
+            })?;
+        tags.push(FileTag {
+            tag_type: header[0] & 0x1F,
+            timestamp_ms: u32::from_be_bytes([header[7], header[4], header[5], header[6]]),
+            body,
+        });
+        at = body_start + size + PREVIOUS_TAG_SIZE_LEN;
+    }
+    Ok(tags)
 }
 
 /// FLV CodecID of H.264.
@@ -346,6 +406,55 @@ fn parse_aac_config(config: &[u8]) -> Result<AacConfig, FlvError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file written out by hand from the FLV spec: header (DataOffset 9), PreviousTagSize0,
+    /// a 3-byte video tag at timestamp 0x01020304 (stored as 02 03 04, extension 01), its
+    /// PreviousTagSize (14), a 1-byte script tag, then 5 stray bytes.
+    const HAND_WRITTEN_FILE: &[u8] = &[
+        b'F', b'L', b'V', 1, 0x05, 0, 0, 0, 9, // header
+        0, 0, 0, 0, // PreviousTagSize0
+        9, 0, 0, 3, 0x02, 0x03, 0x04, 0x01, 0, 0, 0, 0x17, 0x01, 0x00, // video tag
+        0, 0, 0, 14, // PreviousTagSize
+        0x12, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x02, // script tag
+        0, 0, 0, 12, 0xAA, // PreviousTagSize, then a cut-off byte
+    ];
+
+    #[test]
+    fn split_file_reads_hand_written_tags() {
+        assert_eq!(
+            split_file(HAND_WRITTEN_FILE),
+            Ok(vec![
+                FileTag {
+                    tag_type: 9,
+                    timestamp_ms: 0x0102_0304,
+                    body: &[0x17, 0x01, 0x00]
+                },
+                FileTag {
+                    tag_type: 18,
+                    timestamp_ms: 0,
+                    body: &[0x02]
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn split_file_refuses_other_files_and_cut_bodies() {
+        assert_eq!(split_file(b"GIF89a"), Err(FlvError::NotFlvFile));
+        assert_eq!(
+            split_file(b"FLV\x01"),
+            Err(FlvError::Truncated {
+                what: "FLV file header"
+            })
+        );
+        // Cut inside the video tag's body.
+        assert_eq!(
+            split_file(&HAND_WRITTEN_FILE[..25]),
+            Err(FlvError::Truncated {
+                what: "FLV file tag"
+            })
+        );
+    }
 
     /// A hand-assembled AVCDecoderConfigurationRecord: version 1, High@3.0, 4-byte lengths,
     /// one 4-byte SPS, one 2-byte PPS.

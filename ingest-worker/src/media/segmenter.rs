@@ -95,6 +95,9 @@ pub struct Segmenter {
     video_clock: TrackClock,
     audio_clock: TrackClock,
     closed: VecDeque<ClosedSegment>,
+    /// Bytes of the last closed segment: the next one is allocated at about this size once,
+    /// rather than grown by doubling (each step a copy, and fresh pages to fault in).
+    last_segment_len: usize,
 }
 
 impl Segmenter {
@@ -108,6 +111,7 @@ impl Segmenter {
             video_clock: TrackClock::default(),
             audio_clock: TrackClock::default(),
             closed: VecDeque::new(),
+            last_segment_len: 0,
         }
     }
 
@@ -142,7 +146,7 @@ impl Segmenter {
             self.open = Some(OpenSegment {
                 start_ms: dts_ms,
                 end_ms: dts_ms,
-                bytes: Vec::new(),
+                bytes: Vec::with_capacity(segment_capacity(self.last_segment_len)),
             });
         }
         let Some(open) = self.open.as_mut() else {
@@ -188,6 +192,7 @@ impl Segmenter {
     fn close(&mut self, next_start_ms: Option<i64>) {
         if let Some(open) = self.open.take() {
             let end_ms = next_start_ms.unwrap_or(open.end_ms);
+            self.last_segment_len = open.bytes.len();
             self.closed.push_back(ClosedSegment {
                 start_ms: open.start_ms,
                 duration_ms: end_ms.saturating_sub(open.start_ms).max(0),
@@ -195,6 +200,15 @@ impl Segmenter {
             });
         }
     }
+}
+
+/// Capacity for a segment following one of `last_len` bytes: 1/8 more for a busier scene, plus
+/// the encryptor's PKCS7 padding (up to one AES block) so padding never reallocates.
+fn segment_capacity(last_len: usize) -> usize {
+    last_len
+        .saturating_add(last_len / 8)
+        .saturating_add(16)
+        .min(MAX_SEGMENT_BYTES)
 }
 
 #[cfg(test)]

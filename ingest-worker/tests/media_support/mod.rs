@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
-use gatecast_ingest::media::{EncryptedSegment, KeySource, MediaConfig, MediaError, Pipeline};
+use gatecast_ingest::media::{EncryptedSegment, KeySource, MediaConfig, MediaError, Pipeline, flv};
 
-pub const TAG_AUDIO: u8 = 8;
-pub const TAG_VIDEO: u8 = 9;
+pub use gatecast_ingest::media::flv::{TAG_TYPE_AUDIO as TAG_AUDIO, TAG_TYPE_VIDEO as TAG_VIDEO};
 
 /// One FLV tag: type, 32-bit timestamp, body.
 #[derive(Debug, Clone)]
@@ -20,30 +19,16 @@ pub struct FlvTag {
     pub body: Vec<u8>,
 }
 
-/// Splits an FLV file into its tags (FLV spec §E.2/E.4: 9-byte header, then
-/// PreviousTagSize + 11-byte tag header + body, repeated).
+/// An FLV file's tags, owned (the worker's own splitter, `flv::split_file`).
 pub fn read_flv(bytes: &[u8]) -> Result<Vec<FlvTag>> {
-    ensure!(bytes.starts_with(b"FLV"), "not an FLV file");
-    let header_len = u32::from_be_bytes(bytes[5..9].try_into()?) as usize;
-    let mut position = header_len + 4;
-    let mut tags = Vec::new();
-    while position + 11 <= bytes.len() {
-        let header = &bytes[position..position + 11];
-        let kind = header[0] & 0x1F;
-        let size = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
-        let timestamp = u32::from_be_bytes([header[7], header[4], header[5], header[6]]);
-        let body_start = position + 11;
-        let body = bytes
-            .get(body_start..body_start + size)
-            .context("truncated FLV tag")?;
-        tags.push(FlvTag {
-            kind,
-            timestamp,
-            body: body.to_vec(),
-        });
-        position = body_start + size + 4;
-    }
-    Ok(tags)
+    Ok(flv::split_file(bytes)?
+        .into_iter()
+        .map(|tag| FlvTag {
+            kind: tag.tag_type,
+            timestamp: tag.timestamp_ms,
+            body: tag.body.to_vec(),
+        })
+        .collect())
 }
 
 pub fn fixture(name: &str) -> PathBuf {

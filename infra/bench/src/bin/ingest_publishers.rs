@@ -540,7 +540,9 @@ impl Server for Gatecast {
     }
 }
 
-/// nginx 1.22 + nginx-rtmp, `workers` worker processes, HLS with keys, old fragments kept so they can be counted.
+/// nginx 1.22 + nginx-rtmp, `workers` worker processes, HLS with keys, old fragments deleted
+/// (`hls_cleanup on`, its default) as gatecast deletes expired segments: both servers do the
+/// same filesystem work per segment (create, write, rename the playlist, delete the expired).
 struct NginxRtmp {
     nginx: Nginx,
     port: u16,
@@ -568,7 +570,7 @@ rtmp {{
             hls_nested on;
             hls_fragment {SEGMENT_SECONDS}s;
             hls_playlist_length 30s;
-            hls_cleanup off;
+            hls_cleanup on;
             hls_keys on;
             hls_key_path {keys};
             hls_key_url /keys/;
@@ -601,18 +603,27 @@ impl Server for NginxRtmp {
         format!("rtmp://127.0.0.1:{}/live/{}", self.port, key(index))
     }
 
-    /// Finished fragments on disk (`hls_cleanup off` keeps them all; the open one is `.ts` too,
-    /// one per stream at both ends of the window, so it cancels out).
+    /// Fragments finished so far, from each stream's live playlist: its media sequence plus
+    /// the fragments it lists (fragment ids are sequential and a playlist lists only finished
+    /// fragments), so deleted fragments are still counted.
     async fn segments(&self) -> anyhow::Result<u64> {
         let mut count = 0;
         for stream in std::fs::read_dir(&self.hls)? {
-            let stream = stream?.path();
-            if stream.is_dir() {
-                count += std::fs::read_dir(&stream)?
-                    .filter_map(Result::ok)
-                    .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "ts"))
-                    .count() as u64;
-            }
+            let playlist = stream?.path().join("index.m3u8");
+            // A stream whose first fragment is not finished has no playlist yet.
+            let Ok(text) = std::fs::read_to_string(&playlist) else {
+                continue;
+            };
+            let media_sequence = text
+                .lines()
+                .find_map(|line| line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .with_context(|| format!("no media sequence in {}", playlist.display()))?;
+            let listed = text
+                .lines()
+                .filter(|line| line.starts_with("#EXTINF:"))
+                .count();
+            count += media_sequence + listed as u64;
         }
         Ok(count)
     }

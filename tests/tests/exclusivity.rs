@@ -72,11 +72,18 @@ async fn one_publisher_per_channel_across_workers() -> anyhow::Result<()> {
     .context("the crashing worker's broadcast")?;
     crashing.crash();
     let crashed = Instant::now();
+    let status = test.api_get("/api/streams/duo").await?;
+    ensure!(
+        status["live"] == true,
+        "offline right after the crash, within the lease: {status}"
+    );
     ensure!(
         !publishes(&second_url, 2).await?,
         "accepted while the crashed worker's lease still held"
     );
-    // Then the lease lapses and the channel is free, without any call from the dead worker.
+    // Then the lease lapses and the channel is free, without any call from the dead worker:
+    // the status API says so too (no publish_done ever came to mark it offline).
+    wait_offline(&test, "duo").await?;
     loop {
         if publishes(&second_url, 3).await? {
             break;

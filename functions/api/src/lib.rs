@@ -8,7 +8,9 @@
 use gatecast_core::api::{self, ApiError, ApiRoute, ChannelKeyResponse};
 use gatecast_core::layout::StreamName;
 use gatecast_core::ppv::{self as core_ppv, Price};
-use gatecast_core::registry::{self, ChannelRecord, LeaseAction, PublishDecision, StreamStatus};
+use gatecast_core::registry::{
+    self, ChannelRecord, LeaseAction, PublishDecision, PublishLease, StreamStatus,
+};
 use gatecast_core::reply::{self, Reply};
 use gatecast_spin_shell::outage;
 use gatecast_spin_shell::ppv::{self, Ledger};
@@ -83,7 +85,10 @@ async fn dispatch(route: ApiRoute, body: &[u8], query: &str) -> Result<Result<Re
         ApiRoute::EnableChannel(name) => Ok(set_active(&name, true, now).await?),
         ApiRoute::StreamStatus(name) => Ok(match load_channel(&channels().await?, &name).await? {
             Some(channel) => {
-                reply::json(StatusCode::OK, api::to_body(&StreamStatus::from(&channel)))
+                let lease = Ledger::open()?.get(&registry::publish_lease_key(&name))?;
+                let status =
+                    StreamStatus::at(&channel, PublishLease::decode(lease.as_deref()), now);
+                reply::json(StatusCode::OK, api::to_body(&status))
             }
             None => reply::status(StatusCode::NOT_FOUND),
         }),

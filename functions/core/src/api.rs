@@ -7,7 +7,7 @@
 //! POST /api/channels/<name>/rotate      -> {"name","stream_key"}
 //! POST /api/channels/<name>/disable     -> 204
 //! POST /api/channels/<name>/enable      -> 204
-//! GET  /api/streams/<name>              -> {"name","live","since"}
+//! GET  /api/streams/<name>              -> {"name","live","since"} (live: holds its publish lease)
 //! POST /api/sessions/<session>/revoke   -> 204
 //! POST /api/viewers/<viewer>/block      -> 204
 //! POST /api/viewers/<viewer>/unblock    -> 204

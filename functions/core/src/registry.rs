@@ -101,12 +101,17 @@ pub struct StreamStatus {
     pub since: Option<u64>,
 }
 
-impl From<&ChannelRecord> for StreamStatus {
-    fn from(channel: &ChannelRecord) -> Self {
+impl StreamStatus {
+    /// The status of `channel` at `now`. Live means marked live by `on_publish` *and* holding an
+    /// unexpired publish lease: a worker that crashed sends no `on_publish_done`, so its
+    /// channel would otherwise read live forever; once its lease lapses (no `on_update` for
+    /// [`LEASE_INTERVALS`] intervals) any other publisher may take the channel, so it is offline.
+    pub fn at(channel: &ChannelRecord, lease: PublishLease, now: u64) -> Self {
+        let since = channel.live_since.filter(|_| now < u64::from(lease.until));
         Self {
             name: channel.name.clone(),
-            live: channel.live_since.is_some(),
-            since: channel.live_since,
+            live: since.is_some(),
+            since,
         }
     }
 }
@@ -441,10 +446,20 @@ mod tests {
             ChannelRecord::from_json(b"{}"),
             Err(RegistryError::CorruptRecord)
         );
-        let status = StreamStatus::from(&record);
+        let lease = PublishLease {
+            holder: 7,
+            until: 1_700_000_090,
+        };
+        let status = StreamStatus::at(&record, lease, 1_700_000_089);
         assert_eq!(
             serde_json::to_string(&status).expect("serialisable"),
             r#"{"name":"benw","live":true,"since":1700000000}"#
+        );
+        // The lease lapsed (its worker stopped renewing it): offline, whatever the record says.
+        let status = StreamStatus::at(&record, lease, 1_700_000_090);
+        assert_eq!(
+            serde_json::to_string(&status).expect("serialisable"),
+            r#"{"name":"benw","live":false,"since":null}"#
         );
     }
 

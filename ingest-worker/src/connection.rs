@@ -23,6 +23,7 @@ use rml_rtmp::sessions::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -100,12 +101,16 @@ impl KeySource for OsRandom {
 }
 
 /// Runs one accepted connection to its end, inside a span carrying `conn_id` and `peer`.
+/// `slot` is the connection's permit under the cap; it is given back just before the
+/// connection stops counting as open, so a client that sees `connections_open` fall can
+/// connect again at once.
 pub async fn handle_connection(
     shared: Arc<Shared>,
     socket: TcpStream,
     peer: SocketAddr,
     conn_id: u64,
     shutdown: CancellationToken,
+    slot: OwnedSemaphorePermit,
 ) {
     let span = tracing::info_span!("connection", conn_id, peer = %peer);
     async move {
@@ -130,6 +135,8 @@ pub async fn handle_connection(
             Ok(()) => tracing::debug!("closed"),
             Err(error) => tracing::info!(error = %error, cause = ?std::error::Error::source(&error).map(ToString::to_string), "connection ended"),
         }
+        drop(connection);
+        drop(slot);
         shared.metrics.handle_connection_closed();
     }
     .instrument(span)

@@ -50,10 +50,14 @@ impl Listener {
             next_conn_id += 1;
             let shared = Arc::clone(&self.shared);
             let token = self.shutdown.child_token();
-            self.shared.tracker.spawn(async move {
-                handle_connection(shared, socket, peer, next_conn_id, token).await;
-                drop(permit);
-            });
+            self.shared.tracker.spawn(handle_connection(
+                shared,
+                socket,
+                peer,
+                next_conn_id,
+                token,
+                permit,
+            ));
         }
     }
 

@@ -6,7 +6,7 @@
 //! gatecast's own playlist code: a test that parsed with the code under test could not catch its
 //! mistakes.
 
-pub mod ffmpeg;
+pub use gatecast_test_media as ffmpeg;
 pub mod hls;
 pub mod ppv;
 pub mod stack;

@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -175,30 +175,9 @@ pub async fn http_request(addr: SocketAddr, method: &str, path: &str, body: &str
 // ---------------------------------------------------------------------------------------------
 // ffmpeg
 
-/// Starts `ffmpeg -re` publishing `seconds` of 320x240 H.264 (GOP 2 s) + AAC to `url`.
+/// Starts ffmpeg publishing `seconds` of a real-time H.264 + AAC test pattern to `url`.
 pub fn spawn_publisher(url: &str, seconds: u32) -> tokio::process::Child {
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "50",
-            "-c:a",
-            "aac",
-        ])
-        .args(["-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg runs")
+    gatecast_test_media::publish(url, seconds).expect("ffmpeg runs")
 }
 
 /// Publishes and waits for ffmpeg to exit.
@@ -301,15 +280,10 @@ pub fn key_id(key_uri: &str) -> u64 {
         .unwrap()
 }
 
-/// What ffprobe says about one decrypted segment.
-#[derive(Debug)]
-pub struct ProbedSegment {
-    pub codecs: Vec<String>,
-    pub duration: f64,
-}
+pub use gatecast_test_media::Probe;
 
 /// Decrypts `ciphertext` with `openssl enc -d -aes-128-cbc` (PKCS7) and probes it with ffprobe.
-pub async fn decrypt_and_probe(ciphertext: &[u8], key: &[u8], iv_hex: &str) -> ProbedSegment {
+pub async fn decrypt_and_probe(ciphertext: &[u8], key: &[u8], iv_hex: &str) -> Probe {
     assert_eq!(key.len(), 16, "key objects are exactly 16 bytes");
     let dir = tempfile::tempdir().unwrap();
     let (encrypted, plain) = (dir.path().join("enc.ts"), dir.path().join("plain.ts"));
@@ -335,35 +309,9 @@ pub async fn decrypt_and_probe(ciphertext: &[u8], key: &[u8], iv_hex: &str) -> P
         status.success(),
         "openssl decrypts the segment (padding checks out)"
     );
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name:format=duration",
-            "-of",
-            "default=nw=1",
-        ])
-        .arg(&plain)
-        .output()
+    gatecast_test_media::probe_file(&plain)
         .await
-        .unwrap();
-    assert!(
-        probe.status.success(),
-        "ffprobe reads the decrypted segment"
-    );
-    let text = String::from_utf8_lossy(&probe.stdout);
-    let codecs = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("codec_name="))
-        .map(str::to_owned)
-        .collect();
-    let duration = text
-        .lines()
-        .find_map(|l| l.strip_prefix("duration="))
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0.0);
-    ProbedSegment { codecs, duration }
+        .expect("ffprobe reads the decrypted segment")
 }
 
 /// Reads objects from a directory-backed store (the worker's `file://` store or s3s-fs's

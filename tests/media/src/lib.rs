@@ -1,4 +1,5 @@
-//! ffmpeg as the publisher and ffprobe as the judge of what came out.
+//! ffmpeg as the publisher and ffprobe as the judge of what came out: one definition for the
+//! ingest worker's tests and the end-to-end tests (`gatecast_e2e::ffmpeg` re-exports it).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -53,7 +54,8 @@ pub async fn probe(media: &[u8]) -> anyhow::Result<Probe> {
     probe_file(&file).await
 }
 
-async fn probe_file(file: &Path) -> anyhow::Result<Probe> {
+/// Runs ffprobe on a media file and reports its streams and duration.
+pub async fn probe_file(file: &Path) -> anyhow::Result<Probe> {
     let output = Command::new("ffprobe")
         .args([
             "-v",

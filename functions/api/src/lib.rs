@@ -83,15 +83,7 @@ async fn dispatch(route: ApiRoute, body: &[u8], query: &str) -> Result<Result<Re
         ApiRoute::RotateKey(name) => Ok(rotate_key(&name).await?),
         ApiRoute::DisableChannel(name) => Ok(set_active(&name, false, now).await?),
         ApiRoute::EnableChannel(name) => Ok(set_active(&name, true, now).await?),
-        ApiRoute::StreamStatus(name) => Ok(match load_channel(&channels().await?, &name).await? {
-            Some(channel) => {
-                let lease = Ledger::open()?.get(&registry::publish_lease_key(&name))?;
-                let status =
-                    StreamStatus::at(&channel, PublishLease::decode(lease.as_deref()), now);
-                reply::json(StatusCode::OK, api::to_body(&status))
-            }
-            None => reply::status(StatusCode::NOT_FOUND),
-        }),
+        ApiRoute::StreamStatus(name) => Ok(stream_status(&name, now).await?),
         ApiRoute::RevokeSession(session) => {
             Ok(mark(&registry::revoked_session_key(&session), Some(now)).await?)
         }
@@ -194,7 +186,6 @@ async fn create_channel(name: &StreamName) -> Result<Reply> {
         name: name.to_string(),
         active: true,
         key_sha256: digest,
-        live_since: None,
     };
     save_channel(&store, name, &channel).await?;
     Ok(key_reply(StatusCode::CREATED, name, stream_key))
@@ -260,7 +251,7 @@ async fn mark(key: &str, since: Option<u64>) -> Result<Reply> {
 async fn on_publish(body: &[u8], now: u64) -> Result<Reply> {
     let form = std::str::from_utf8(body).unwrap_or_default();
     let update = registry::is_update_call(form);
-    let Some(mut channel) = channel_of_hook(body).await? else {
+    let Some(channel) = channel_of_hook(body).await? else {
         return Ok(reply::status(if update {
             StatusCode::OK
         } else {
@@ -276,9 +267,33 @@ async fn on_publish(body: &[u8], now: u64) -> Result<Reply> {
     if update {
         return Ok(reply::status(StatusCode::OK));
     }
-    channel.live_since = Some(now);
-    save_channel(&channels().await?, &name, &channel).await?;
+    channels()
+        .await?
+        .set(registry::live_since_key(&name), now.to_string())
+        .await
+        .context("marking the channel live")?;
     Ok(reply::redirect(name.as_str()))
+}
+
+/// `GET /api/streams/<name>`: 404 for an unknown channel.
+async fn stream_status(name: &StreamName, now: u64) -> Result<Reply> {
+    let store = channels().await?;
+    if load_channel(&store, name).await?.is_none() {
+        return Ok(reply::status(StatusCode::NOT_FOUND));
+    }
+    let live_since = store
+        .get(registry::live_since_key(name))
+        .await
+        .context("reading when the channel went live")?
+        .and_then(|stored| std::str::from_utf8(&stored).ok()?.parse().ok());
+    let lease = Ledger::open()?.get(&registry::publish_lease_key(name))?;
+    let status = StreamStatus::at(
+        name,
+        live_since,
+        PublishLease::decode(lease.as_deref()),
+        now,
+    );
+    Ok(reply::json(StatusCode::OK, api::to_body(&status)))
 }
 
 /// nginx-rtmp ignores this reply, so it is 200 whatever happened. Only the lease holder's
@@ -286,12 +301,15 @@ async fn on_publish(body: &[u8], now: u64) -> Result<Reply> {
 /// whose lease lapsed must not end the broadcast that took over.
 async fn on_publish_done(body: &[u8], now: u64) -> Result<Reply> {
     let form = std::str::from_utf8(body).unwrap_or_default();
-    if let Some(mut channel) = channel_of_hook(body).await?
+    if let Some(channel) = channel_of_hook(body).await?
         && let Ok(name) = StreamName::parse(&channel.name)
         && apply_lease(&name, form, LeaseAction::Release, now)?
     {
-        channel.live_since = None;
-        save_channel(&channels().await?, &name, &channel).await?;
+        channels()
+            .await?
+            .delete(registry::live_since_key(&name))
+            .await
+            .context("marking the channel offline")?;
     }
     Ok(reply::status(StatusCode::OK))
 }

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! store "channels" (api only)
-//!   channel:<name>             JSON ChannelRecord {"name","active","key_sha256","live_since"}
+//!   channel:<name>             JSON ChannelRecord {"name","active","key_sha256"} (admin routes only)
 //!   stream-key:<sha256 hex>    UTF-8 public name the stream key belongs to
+//!   live-since:<name>          decimal Unix time the current broadcast started (hooks only)
 //! store "viewers" (api writes; key reads)
 //!   revoked-session:<session>  decimal Unix time of the revocation
 //!   blocked-viewer:<viewer>    decimal Unix time of the block
@@ -73,14 +74,12 @@ pub struct ChannelRecord {
     pub active: bool,
     /// SHA-256 hex of the current stream key; kept to delete its index entry on rotation.
     pub key_sha256: String,
-    /// Unix time the current broadcast started, `None` while offline.
-    pub live_since: Option<u64>,
 }
 
 impl ChannelRecord {
     /// The stored form (JSON).
     pub fn to_json(&self) -> Vec<u8> {
-        // Invariant: a struct of strings, a bool and an option always serialises.
+        // Invariant: a struct of strings and a bool always serialises.
         serde_json::to_vec(self).unwrap_or_default()
     }
 
@@ -102,14 +101,15 @@ pub struct StreamStatus {
 }
 
 impl StreamStatus {
-    /// The status of `channel` at `now`. Live means marked live by `on_publish` *and* holding an
-    /// unexpired publish lease: a worker that crashed sends no `on_publish_done`, so its
-    /// channel would otherwise read live forever; once its lease lapses (no `on_update` for
-    /// [`LEASE_INTERVALS`] intervals) any other publisher may take the channel, so it is offline.
-    pub fn at(channel: &ChannelRecord, lease: PublishLease, now: u64) -> Self {
-        let since = channel.live_since.filter(|_| now < u64::from(lease.until));
+    /// The status of `name` at `now`, from [`live_since_key`] (`live_since`) and the channel's
+    /// publish lease. Live means a broadcast started *and* its lease is unexpired: a worker that
+    /// crashed sends no `on_publish_done`, so its `live-since` stays behind; once its lease lapses
+    /// (no `on_update` for [`LEASE_INTERVALS`] intervals) any other publisher may take the
+    /// channel, so it is offline.
+    pub fn at(name: &StreamName, live_since: Option<u64>, lease: PublishLease, now: u64) -> Self {
+        let since = live_since.filter(|_| now < u64::from(lease.until));
         Self {
-            name: channel.name.clone(),
+            name: name.to_string(),
             live: since.is_some(),
             since,
         }
@@ -321,6 +321,13 @@ pub fn channel_key(name: &StreamName) -> String {
     format!("channel:{name}")
 }
 
+/// `live-since:<name>` in [`CHANNELS_STORE`]: when the current broadcast started. Kept apart from
+/// the [`ChannelRecord`] so that the hooks never rewrite the record: an operator's disable that
+/// lands between a hook's read of the record and its write could otherwise be undone by it.
+pub fn live_since_key(name: &StreamName) -> String {
+    format!("live-since:{name}")
+}
+
 /// `stream-key:<sha256 hex>` in [`CHANNELS_STORE`]; `digest` comes from [`stream_key_digest`].
 pub fn stream_key_index(digest: &str) -> String {
     format!("stream-key:{digest}")
@@ -386,7 +393,6 @@ mod tests {
             name: "benw".into(),
             active,
             key_sha256: stream_key_digest("J42ninLbjl2E2V8ePqy7"),
-            live_since: None,
         }
     }
 
@@ -434,33 +440,42 @@ mod tests {
 
     #[test]
     fn channel_records_round_trip_as_json() {
-        let mut record = channel(true);
-        record.live_since = Some(1_700_000_000);
+        let record = channel(true);
         let json = String::from_utf8(record.to_json()).expect("JSON is UTF-8");
-        assert!(json.contains(r#""live_since":1700000000"#), "{json}");
+        assert!(json.contains(r#""active":true"#), "{json}");
         assert_eq!(
             ChannelRecord::from_json(json.as_bytes()),
             Ok(record.clone())
         );
+        // Records written while they still carried `live_since` read the same.
+        let older = json.replacen('}', r#","live_since":1700000000}"#, 1);
+        assert_eq!(ChannelRecord::from_json(older.as_bytes()), Ok(record));
         assert_eq!(
             ChannelRecord::from_json(b"{}"),
             Err(RegistryError::CorruptRecord)
         );
+    }
+
+    #[test]
+    fn a_stream_is_live_while_its_lease_holds() {
         let lease = PublishLease {
             holder: 7,
             until: 1_700_000_090,
         };
-        let status = StreamStatus::at(&record, lease, 1_700_000_089);
+        let status = StreamStatus::at(&name("benw"), Some(1_700_000_000), lease, 1_700_000_089);
         assert_eq!(
             serde_json::to_string(&status).expect("serialisable"),
             r#"{"name":"benw","live":true,"since":1700000000}"#
         );
-        // The lease lapsed (its worker stopped renewing it): offline, whatever the record says.
-        let status = StreamStatus::at(&record, lease, 1_700_000_090);
+        // The lease lapsed (its worker stopped renewing it): offline, whatever live-since says.
+        let status = StreamStatus::at(&name("benw"), Some(1_700_000_000), lease, 1_700_000_090);
         assert_eq!(
             serde_json::to_string(&status).expect("serialisable"),
             r#"{"name":"benw","live":false,"since":null}"#
         );
+        // Never started (or publish_done came): offline even under a lease.
+        let status = StreamStatus::at(&name("benw"), None, lease, 1_700_000_000);
+        assert!(!status.live);
     }
 
     #[test]

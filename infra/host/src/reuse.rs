@@ -92,8 +92,9 @@ impl HandlerState for ComponentInstances {
             ),
         );
         store.limiter(|state| &mut state.limits);
+        let deadline_ticks = self.deadline_ticks();
         // Covers instantiation (start functions); each request sets it afresh.
-        store.set_epoch_deadline(self.deadline_ticks());
+        store.set_epoch_deadline(deadline_ticks);
         store.epoch_deadline_trap();
         let service = match tokio::time::timeout(
             self.request_timeout,
@@ -115,7 +116,7 @@ impl HandlerState for ComponentInstances {
             },
             state: InstanceAdmission {
                 reuse: self.reuse,
-                deadline_ticks: self.deadline_ticks(),
+                deadline_ticks,
                 request_timeout: self.request_timeout,
                 component: self.context.id.clone(),
             },

@@ -8,7 +8,7 @@
 //! segments nobody can play. Parsing borrows from the input and never panics on short or hostile
 //! bytes: every read is bounds-checked and reported as a typed [`FlvError`].
 
-/// Why a tag body was refused.
+/// Why a tag body (or, for [`split_file`], an FLV file) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FlvError {
@@ -409,7 +409,7 @@ mod tests {
 
     /// A file written out by hand from the FLV spec: header (DataOffset 9), PreviousTagSize0,
     /// a 3-byte video tag at timestamp 0x01020304 (stored as 02 03 04, extension 01), its
-    /// PreviousTagSize (14), a 1-byte script tag, then 5 stray bytes.
+    /// PreviousTagSize (14), a 1-byte script tag, its PreviousTagSize and one stray byte.
     const HAND_WRITTEN_FILE: &[u8] = &[
         b'F', b'L', b'V', 1, 0x05, 0, 0, 0, 9, // header
         0, 0, 0, 0, // PreviousTagSize0

@@ -8,9 +8,9 @@
 //! sessions, the site's `authorize_key` answer (cached per key period) → pay-per-view
 //! ([`gatecast_spin_shell::ppv::admit_key`]: session cap, exactly-once debit per key id with the
 //! KV's atomics, usage and audit) → the key object from the private key bucket, which must be
-//! exactly 16 bytes (remembered by the instance, see [`FETCHED_KEYS`]). When a WMSPanel sync round is due (one KV read), the request first asks
-//! the `ppv-sync` component to run it through Spin local service chaining
-//! ([`gatecast_spin_shell::ppv::request_sync`]); with `ppv_fail_open = false` a viewer no
+//! exactly 16 bytes (remembered by the instance, see [`FETCHED_KEYS`]). When a WMSPanel sync
+//! round is due (one KV read), the request first asks the `ppv-sync` component to run it
+//! through Spin local service chaining ([`gatecast_spin_shell::ppv::request_sync`]); with `ppv_fail_open = false` a viewer no
 //! accepted sync has reported is refused while the handler is silent. Any refusal is a bodiless
 //! 403 (pay-per-view ones name their reason in `X-Gatecast-Reason`); a store, site or storage
 //! failure is 503 with `Retry-After`.

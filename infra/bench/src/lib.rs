@@ -3,8 +3,8 @@
 //!
 //! - `edge-keys`: key requests/s and latency through the wasm host vs nginx `auth_request` to a
 //!   minimal Python authorize endpoint (seed 000), driven by `wrk`.
-//! - `ingest-publishers`: concurrent RTMP publishers (the replayer of [`replay`], or ffmpeg) sustained in real time by
-//!   `gatecast-ingest` vs nginx-rtmp with `hls on; hls_keys on;`.
+//! - `ingest-publishers`: concurrent RTMP publishers (the replayer of [`replay`], or ffmpeg)
+//!   sustained in real time by `gatecast-ingest` vs nginx-rtmp with `hls on; hls_keys on;`.
 //!
 //! These are benchmarks, not tests: nothing here runs under `cargo test`.
 #![warn(missing_docs)]

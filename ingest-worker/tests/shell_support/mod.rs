@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gatecast_ingest::{Config, Stores, Worker};
 use gatecast_s3::{S3Config, S3Server};
+use gatecast_test_media::Probe;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -279,8 +280,6 @@ pub fn key_id(key_uri: &str) -> u64 {
         .parse()
         .unwrap()
 }
-
-pub use gatecast_test_media::Probe;
 
 /// Decrypts `ciphertext` with `openssl enc -d -aes-128-cbc` (PKCS7) and probes it with ffprobe.
 pub async fn decrypt_and_probe(ciphertext: &[u8], key: &[u8], iv_hex: &str) -> Probe {

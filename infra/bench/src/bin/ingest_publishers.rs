@@ -4,8 +4,9 @@
 //! For each server and each N: N publishers replay the FLV in real time, either the light
 //! in-process replayer of [`gatecast_bench::replay`] (default: N connections from one child
 //! process, so the publishers do not eat the CPU the servers are measured on) or N
-//! `ffmpeg -re -stream_loop -1 -c copy` processes (`--publisher ffmpeg`); after a warm-up, segments produced during a window are compared with what real time
-//! demands (N × window / segment length), and the server's CPU and RSS are read from `/proc`.
+//! `ffmpeg -re -stream_loop -1 -c copy` processes (`--publisher ffmpeg`); after a warm-up,
+//! segments produced during a window are compared with what real time demands
+//! (N × window / segment length), and the server's CPU and RSS are read from `/proc`.
 //! For gatecast it also reads the segment-visible latency histogram from `/metrics` (from the
 //! arrival of the input that closed a segment to the stored playlist referencing it), with
 //! `file://` storage or (`--storage s3`) the embedded S3 endpoint of the dev stack.

@@ -1,7 +1,10 @@
 //! Opening the object stores named by `--storage` / `--key-storage`.
 //!
 //! The rest of the worker only sees `Arc<dyn ObjectStore>` (style rule 7), so tests can hand in
-//! `object_store::memory::InMemory` or a real S3 server alike.
+//! `object_store::memory::InMemory` or a real S3 server alike. `file://` opens a
+//! [`RecyclingFileStore`], which reuses the files of deleted segments ([`recycle`]).
+
+pub mod recycle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +14,7 @@ use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
+pub use self::recycle::{RecyclePolicy, RecyclingFileStore};
 use crate::config::{S3Options, StorageConfig};
 
 /// Per-request timeout against S3. The uploader retries on its own schedule, so a hung request
@@ -86,6 +90,12 @@ pub fn open_url(url: &str, s3: &S3Options) -> Result<Arc<dyn ObjectStore>, Stora
         let store = LocalFileSystem::new_with_prefix(dir).map_err(|source| StorageError::Open {
             url: url.to_owned(),
             source,
+        })?;
+        let store = RecyclingFileStore::new(store, RecyclePolicy::default()).map_err(|source| {
+            StorageError::CreateDir {
+                path: format!("{dir}/{}", recycle::POOL_DIR),
+                source,
+            }
         })?;
         return Ok(Arc::new(store));
     }

@@ -319,7 +319,8 @@ pub fn read_object(root: &Path, path: &str) -> Option<Vec<u8>> {
     std::fs::read(root.join(path)).ok()
 }
 
-/// Every object path currently under `root`, relative, with `/` separators.
+/// Every object path currently under `root`, relative, with `/` separators. The `file://`
+/// store's pool of recycled files is not an object and is left out.
 pub fn list_objects(root: &Path) -> Vec<String> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -327,6 +328,9 @@ pub fn list_objects(root: &Path) -> Vec<String> {
         };
         for entry in entries.flatten() {
             let path = entry.path();
+            if path == base.join(gatecast_ingest::storage::recycle::POOL_DIR) {
+                continue;
+            }
             if path.is_dir() {
                 walk(base, &path, out);
             } else {

@@ -25,6 +25,11 @@ pub struct Config {
     /// oldest not-yet-uploaded segments are dropped so a slow or down store never stalls the
     /// RTMP reader (the publisher would otherwise see its own connection freeze).
     pub max_buffer_bytes: usize,
+    /// Memory cap, in bytes, of encrypted segments waiting for upload across **all** streams.
+    /// Past it, the stream that pushes a segment sheds its own oldest unsent ones (each stream
+    /// keeps its newest), so a worker that falls behind everywhere at once sheds instead of
+    /// running out of memory.
+    pub max_total_buffer_bytes: usize,
     /// How long shutdown may take to finalize live playlists before the worker gives up.
     pub shutdown_timeout: Duration,
 }
@@ -182,6 +187,7 @@ impl Config {
                 record: false,
             },
             max_buffer_bytes: 64 << 20,
+            max_total_buffer_bytes: 1 << 30,
             shutdown_timeout: Duration::from_secs(10),
         }
     }

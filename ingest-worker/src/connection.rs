@@ -606,7 +606,7 @@ impl Connection {
             name,
             self.shared.stores.clone(),
             playlist,
-            self.shared.max_buffer_bytes,
+            Arc::clone(&self.shared.upload_budget),
             Arc::clone(&self.shared.metrics),
             self.shared.abort.clone(),
             lease,

@@ -103,6 +103,10 @@ struct Cli {
     /// Upload buffer cap per stream, in MiB; past it the oldest unsent segments are dropped.
     #[arg(long, env = "GATECAST_MAX_BUFFER_MB", default_value_t = 64)]
     max_buffer_mb: usize,
+    /// Upload buffer cap across all streams, in MiB; past it, the stream pushing a segment
+    /// drops its own oldest unsent ones (each stream keeps its newest).
+    #[arg(long, env = "GATECAST_MAX_TOTAL_BUFFER_MB", default_value_t = 1024)]
+    max_total_buffer_mb: usize,
     /// Seconds for the RTMP handshake.
     #[arg(long, env = "GATECAST_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
     handshake_timeout_secs: u64,
@@ -170,6 +174,7 @@ impl Cli {
         config.media.key_uri_prefix = self.key_uri_prefix;
         config.media.record = self.record;
         config.max_buffer_bytes = self.max_buffer_mb << 20;
+        config.max_total_buffer_bytes = self.max_total_buffer_mb << 20;
         config.shutdown_timeout = Duration::from_secs(self.shutdown_timeout_secs);
         Ok(config)
     }

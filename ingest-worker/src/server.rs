@@ -22,6 +22,7 @@ use crate::listener::Listener;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::storage::Stores;
+use crate::uploader::UploadBudget;
 
 /// How often the keys file's modification time is checked.
 const KEYS_POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -34,8 +35,8 @@ pub struct Shared {
     pub rtmp: RtmpConfig,
     /// Segmenting and playlist settings.
     pub media: MediaSettings,
-    /// Upload buffer cap per stream.
-    pub max_buffer_bytes: usize,
+    /// Upload buffer caps, per stream and worker-wide.
+    pub upload_budget: Arc<UploadBudget>,
     /// Publish decisions.
     pub authorizer: Arc<Authorizer>,
     /// Live streams.
@@ -117,7 +118,10 @@ impl Worker {
         let shared = Arc::new(Shared {
             registry: Registry::new(Arc::clone(&metrics)),
             metrics,
-            max_buffer_bytes: config.max_buffer_bytes,
+            upload_budget: UploadBudget::new(
+                config.max_buffer_bytes,
+                config.max_total_buffer_bytes,
+            ),
             media: config.media,
             authorizer,
             stores,

@@ -22,6 +22,7 @@
 //! a stalled playlist, never as a missing object.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -46,13 +47,53 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Deletes are best effort: a leftover expired object is harmless, a stuck stream is not.
 const DELETE_ATTEMPTS: u32 = 3;
 
+/// The upload buffer caps: one per stream (`--max-buffer-mb`) and one across all of the
+/// worker's streams (`--max-total-buffer-mb`).
+///
+/// Why both: the per-stream cap keeps one slow stream from holding minutes of video, but
+/// multiplied by a thousand streams it is more memory than the machine has. When the worker
+/// falls behind everywhere at once (storage down, or more streams than its cores can store),
+/// the worker-wide cap sheds the oldest unsent segments instead of getting OOM-killed with
+/// every stream on it.
+#[derive(Debug)]
+pub struct UploadBudget {
+    per_stream_bytes: usize,
+    total_bytes: usize,
+    /// Bytes queued in every stream's buffer now.
+    queued: AtomicUsize,
+}
+
+impl UploadBudget {
+    /// Caps of `per_stream_bytes` per stream and `total_bytes` in all.
+    pub fn new(per_stream_bytes: usize, total_bytes: usize) -> Arc<Self> {
+        Arc::new(Self {
+            per_stream_bytes,
+            total_bytes,
+            queued: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes queued for upload across the worker's streams.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, bytes: usize) {
+        self.queued.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn release(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
 /// The byte-bounded, drop-oldest buffer between one connection and its uploader (pure state).
 #[derive(Debug)]
 struct QueueState {
     /// Segments and when the input that closed each arrived.
     pending: VecDeque<(EncryptedSegment, Instant)>,
     bytes: usize,
-    cap_bytes: usize,
+    budget: Arc<UploadBudget>,
     /// Segments shed since the uploader last took one.
     dropped_unreported: u64,
     closed: bool,
@@ -71,26 +112,32 @@ enum Popped {
 }
 
 impl QueueState {
-    fn new(cap_bytes: usize) -> Self {
+    fn new(budget: Arc<UploadBudget>) -> Self {
         Self {
             pending: VecDeque::new(),
             bytes: 0,
-            cap_bytes,
+            budget,
             dropped_unreported: 0,
             closed: false,
         }
     }
 
-    /// Appends `segment`, shedding the oldest pending ones while over the cap. The new segment
-    /// is always kept (even alone over the cap): it is the freshest media. Returns how many
+    /// Appends `segment`, shedding this stream's oldest pending ones while it is over its cap
+    /// or the worker is over its total. The new segment is always kept (even alone over a cap):
+    /// it is the freshest media, and every stream keeps at least one. Returns how many
     /// segments were shed.
     fn push(&mut self, segment: EncryptedSegment, closed_at: Instant) -> u64 {
         self.bytes += segment.bytes.len();
+        self.budget.add(segment.bytes.len());
         self.pending.push_back((segment, closed_at));
         let mut dropped = 0;
-        while self.bytes > self.cap_bytes && self.pending.len() > 1 {
+        while (self.bytes > self.budget.per_stream_bytes
+            || self.budget.queued_bytes() > self.budget.total_bytes)
+            && self.pending.len() > 1
+        {
             if let Some((oldest, _)) = self.pending.pop_front() {
                 self.bytes -= oldest.bytes.len();
+                self.budget.release(oldest.bytes.len());
                 dropped += 1;
             }
         }
@@ -102,12 +149,20 @@ impl QueueState {
         match self.pending.pop_front() {
             Some((segment, closed_at)) => {
                 self.bytes -= segment.bytes.len();
+                self.budget.release(segment.bytes.len());
                 let dropped = std::mem::take(&mut self.dropped_unreported);
                 Popped::Segment(segment, closed_at, dropped)
             }
             None if self.closed => Popped::Finished,
             None => Popped::Empty,
         }
+    }
+}
+
+impl Drop for QueueState {
+    /// An aborted uploader leaves segments pending; they no longer count against the total.
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
     }
 }
 
@@ -190,13 +245,13 @@ impl Uploader {
         name: StreamName,
         stores: Stores,
         playlist: LivePlaylist,
-        cap_bytes: usize,
+        budget: Arc<UploadBudget>,
         metrics: Arc<Metrics>,
         abort: CancellationToken,
         lease: StreamLease,
     ) -> (Self, SegmentSender) {
         let queue = Arc::new(UploadQueue {
-            state: Mutex::new(QueueState::new(cap_bytes)),
+            state: Mutex::new(QueueState::new(budget)),
             ready: Notify::new(),
         });
         let sender = SegmentSender {
@@ -417,7 +472,7 @@ mod tests {
 
     #[test]
     fn queue_sheds_oldest_and_reports_before_the_next() {
-        let mut queue = QueueState::new(250);
+        let mut queue = QueueState::new(UploadBudget::new(250, usize::MAX));
         let start = Instant::now();
         let at = |ms| start + Duration::from_millis(ms);
         assert_eq!(queue.push(segment(1, 1, 100), at(1)), 0);
@@ -436,6 +491,35 @@ mod tests {
         assert_eq!(queue.pop(), Popped::Segment(segment(4, 4, 1000), at(4), 0));
         assert_eq!(queue.pop(), Popped::Finished);
         assert_eq!(queue.bytes, 0);
+    }
+
+    #[test]
+    fn worker_total_sheds_the_pushing_streams_oldest_and_keeps_one_each() {
+        let budget = UploadBudget::new(1000, 250);
+        let mut first = QueueState::new(Arc::clone(&budget));
+        let mut second = QueueState::new(Arc::clone(&budget));
+        let at = Instant::now();
+        assert_eq!(first.push(segment(1, 1, 100), at), 0);
+        assert_eq!(first.push(segment(2, 1, 100), at), 0);
+        assert_eq!(
+            second.push(segment(1, 1, 100), at),
+            0,
+            "300 > 250, but the second stream's only segment stays"
+        );
+        assert_eq!(
+            first.push(segment(3, 1, 100), at),
+            2,
+            "400 > 250: the first stream sheds down to its newest"
+        );
+        assert_eq!(budget.queued_bytes(), 200);
+        assert_eq!(first.pop(), Popped::Segment(segment(3, 1, 100), at, 2));
+        assert_eq!(budget.queued_bytes(), 100);
+        drop(second);
+        assert_eq!(
+            budget.queued_bytes(),
+            0,
+            "a dropped queue's pending bytes leave the total"
+        );
     }
 
     fn uploader(
@@ -460,7 +544,7 @@ mod tests {
             name,
             Stores::single(store),
             playlist,
-            cap,
+            UploadBudget::new(cap, usize::MAX),
             Arc::clone(&metrics),
             CancellationToken::new(),
             lease,

@@ -21,8 +21,26 @@ const STREAM_TYPE_AAC_ADTS: u8 = 0x0F;
 /// without an offset the first PCR of a stream starting at 0 would wrap to 2^33 - 63000.
 /// 1.4 s is what ffmpeg uses.
 pub const TIMESTAMP_OFFSET_90KHZ: i64 = 126_000;
-/// Packets drained per step; the multiplexer writes whole packets only.
+/// Packets drained per further step, should a frame need more than [`packets_for_frame`].
 const DRAIN_PACKETS: usize = 64;
+/// PAT, PMT and a PCR packet, which `libmpegts` may write in front of any frame.
+const PSI_AND_PCR_PACKETS: usize = 3;
+/// A PES header with PTS and DTS.
+const PES_HEADER_MAX: usize = 19;
+/// Fewest payload bytes a PES packet carries (184 less an adaptation field's flags, with room
+/// to spare; the last packet's stuffing is counted by rounding up).
+const MIN_PES_PAYLOAD: usize = 176;
+
+/// At least as many packets as `libmpegts` writes for a frame of `len` bytes, plus one.
+///
+/// Why: the drain buffer must be initialised (zeroed) before `libmpegts` writes into it.
+/// A fixed 64 packets zeroed 12 KB for every frame, most of it for nothing: an AAC frame fills
+/// three packets. At 576 streams that zeroing was ~13 % of the worker's CPU samples. The spare
+/// packet makes a full drain mean "there may be more", so an exact estimate still stops after
+/// one call; should the estimate ever fall short, `write` simply drains again.
+fn packets_for_frame(len: usize) -> usize {
+    PSI_AND_PCR_PACKETS + (len + PES_HEADER_MAX).div_ceil(MIN_PES_PAYLOAD) + 1
+}
 
 /// Which elementary streams the program carries, fixed when the broadcast starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +151,7 @@ impl TsMuxer {
         data: Vec<u8>,
         out: &mut Vec<u8>,
     ) {
+        let mut packets = packets_for_frame(data.len());
         self.mux.push_frame(
             index,
             MuxFrame {
@@ -143,12 +162,90 @@ impl TsMuxer {
         );
         loop {
             let start = out.len();
-            out.resize(start + DRAIN_PACKETS * PACKET_SIZE, 0);
+            out.resize(start + packets * PACKET_SIZE, 0);
             let written = self.mux.drain(&mut out[start..]);
             out.truncate(start + written);
-            if written < DRAIN_PACKETS * PACKET_SIZE {
+            if written < packets * PACKET_SIZE {
                 break;
             }
+            packets = DRAIN_PACKETS;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Video access units and audio frames of the sizes a 720p stream carries (a keyframe
+    /// of 60 kB, inter frames of 200 B to 12 kB, AAC frames of 7 to 400 B), as a publisher
+    /// interleaves them.
+    fn frames() -> Vec<(bool, i64, bool, Vec<u8>)> {
+        let mut frames = Vec::new();
+        for index in 0..90i64 {
+            let video_len = if index % 30 == 0 {
+                60_000
+            } else {
+                200 + (index as usize * 137) % 12_000
+            };
+            let fill = (index % 251) as u8;
+            frames.push((true, index * 33, index % 30 == 0, vec![fill; video_len]));
+            let audio_len = 7 + (index as usize * 53) % 400;
+            frames.push((false, index * 33 + 5, false, vec![fill ^ 0x5A; audio_len]));
+        }
+        frames
+    }
+
+    #[test]
+    fn drains_each_frame_whole_and_as_a_packet_by_packet_drain_does() {
+        let tracks = Tracks {
+            video: true,
+            audio: true,
+        };
+        let mut muxer = TsMuxer::new(tracks);
+        let mut ours = Vec::new();
+        // The oracle: libmpegts itself, drained one packet at a time, so no buffer size of
+        // ours is involved.
+        let mut oracle = TsMuxer::new(tracks);
+        let mut expected = Vec::new();
+        for (is_video, at_ms, random_access, data) in frames() {
+            let before = ours.len();
+            if is_video {
+                muxer.write_video(at_ms, at_ms, random_access, data.clone(), &mut ours);
+            } else {
+                muxer.write_audio(at_ms, random_access, data.clone(), &mut ours);
+            }
+            let written_packets = (ours.len() - before) / PACKET_SIZE;
+            assert!(
+                written_packets < packets_for_frame(data.len()),
+                "a {} byte frame took {written_packets} packets",
+                data.len()
+            );
+            let index = if is_video {
+                oracle.video_index
+            } else {
+                oracle.audio_index
+            };
+            let Some(index) = index else {
+                panic!("both tracks are declared");
+            };
+            oracle.mux.push_frame(
+                index,
+                MuxFrame {
+                    data,
+                    is_key_frame: random_access,
+                    pts_dts: Some(PtsDts::new(to_90khz(at_ms))),
+                },
+            );
+            let mut packet = [0u8; PACKET_SIZE];
+            while oracle.mux.drain(&mut packet) == PACKET_SIZE {
+                expected.extend_from_slice(&packet);
+            }
+        }
+        assert_eq!(ours.len() % PACKET_SIZE, 0);
+        assert!(
+            ours == expected,
+            "the muxed bytes differ from the packet-by-packet drain"
+        );
     }
 }

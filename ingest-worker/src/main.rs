@@ -9,6 +9,15 @@ use clap::Parser;
 use gatecast_ingest::Config;
 use gatecast_ingest::config::S3Options;
 
+/// jemalloc rather than glibc's malloc. Every stream frees a ~1.4 MB segment buffer and
+/// allocates the next every few seconds, from whichever thread it runs on; under that churn
+/// glibc's per-thread arenas fragment, and once a worker has queued a backlog (storage slow,
+/// CPU short) its RSS stayed at ~6 MB per stream and malloc itself grew costly, so the worker
+/// stayed slow after the cause was gone. jemalloc reuses freed extents across threads and
+/// returns idle ones to the OS. See docs/BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// RTMP publish in (rtmp://HOST:PORT/<app>/<stream key>), AES-128 encrypted HLS out to
 /// S3-compatible storage.
 #[derive(Debug, Parser)]
@@ -104,8 +113,10 @@ struct Cli {
     #[arg(long, env = "GATECAST_MAX_BUFFER_MB", default_value_t = 64)]
     max_buffer_mb: usize,
     /// Upload buffer cap across all streams, in MiB; past it, the stream pushing a segment
-    /// drops its own oldest unsent ones (each stream keeps its newest).
-    #[arg(long, env = "GATECAST_MAX_TOTAL_BUFFER_MB", default_value_t = 1024)]
+    /// drops its own oldest unsent ones (each stream keeps its newest). The default gives a
+    /// 700-stream worker ~4 segments a stream to ride out a hiccup without loss; set it to
+    /// what the worker may use beyond ~2 MB per live stream.
+    #[arg(long, env = "GATECAST_MAX_TOTAL_BUFFER_MB", default_value_t = 4096)]
     max_total_buffer_mb: usize,
     /// Seconds for the RTMP handshake.
     #[arg(long, env = "GATECAST_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]

@@ -187,7 +187,7 @@ impl Config {
                 record: false,
             },
             max_buffer_bytes: 64 << 20,
-            max_total_buffer_bytes: 4 << 30,
+            max_total_buffer_bytes: 1 << 30,
             shutdown_timeout: Duration::from_secs(10),
         }
     }

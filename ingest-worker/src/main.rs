@@ -113,10 +113,11 @@ struct Cli {
     #[arg(long, env = "GATECAST_MAX_BUFFER_MB", default_value_t = 64)]
     max_buffer_mb: usize,
     /// Upload buffer cap across all streams, in MiB; past it, the stream pushing a segment
-    /// drops its own oldest unsent ones (each stream keeps its newest). The default gives a
-    /// 700-stream worker ~4 segments a stream to ride out a hiccup without loss; set it to
-    /// what the worker may use beyond ~2 MB per live stream.
-    #[arg(long, env = "GATECAST_MAX_TOTAL_BUFFER_MB", default_value_t = 4096)]
+    /// drops its own oldest unsent ones (each stream keeps its newest). Shedding is also how a
+    /// worker that fell behind on CPU catches up: a larger cap holds a longer backlog that a
+    /// loaded worker may never drain. Set it to what the worker may use beyond ~2 MB per live
+    /// stream.
+    #[arg(long, env = "GATECAST_MAX_TOTAL_BUFFER_MB", default_value_t = 1024)]
     max_total_buffer_mb: usize,
     /// Seconds for the RTMP handshake.
     #[arg(long, env = "GATECAST_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]

@@ -74,7 +74,7 @@ impl UploadBudget {
     }
 
     /// Bytes queued for upload across the worker's streams.
-    pub fn queued_bytes(&self) -> usize {
+    fn queued_bytes(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
 
@@ -135,9 +135,7 @@ impl QueueState {
             || self.budget.queued_bytes() > self.budget.total_bytes)
             && self.pending.len() > 1
         {
-            if let Some((oldest, _)) = self.pending.pop_front() {
-                self.bytes -= oldest.bytes.len();
-                self.budget.release(oldest.bytes.len());
+            if self.take_oldest().is_some() {
                 dropped += 1;
             }
         }
@@ -146,16 +144,22 @@ impl QueueState {
     }
 
     fn pop(&mut self) -> Popped {
-        match self.pending.pop_front() {
+        match self.take_oldest() {
             Some((segment, closed_at)) => {
-                self.bytes -= segment.bytes.len();
-                self.budget.release(segment.bytes.len());
                 let dropped = std::mem::take(&mut self.dropped_unreported);
                 Popped::Segment(segment, closed_at, dropped)
             }
             None if self.closed => Popped::Finished,
             None => Popped::Empty,
         }
+    }
+
+    /// Removes the oldest pending segment from this stream's count and the worker's.
+    fn take_oldest(&mut self) -> Option<(EncryptedSegment, Instant)> {
+        let (segment, closed_at) = self.pending.pop_front()?;
+        self.bytes -= segment.bytes.len();
+        self.budget.release(segment.bytes.len());
+        Some((segment, closed_at))
     }
 }
 

@@ -593,7 +593,8 @@ impl Connection {
             },
             first_sequence,
             started_at,
-        );
+        )
+        .with_segment_buffers(self.shared.segment_buffers.clone());
         let playlist = LivePlaylist::new(
             name.clone(),
             PlaylistConfig {
@@ -611,6 +612,7 @@ impl Connection {
             self.shared.abort.clone(),
             lease,
         );
+        let uploader = uploader.with_segment_buffers(self.shared.segment_buffers.clone());
         self.shared
             .tracker
             .spawn(uploader.run().instrument(span.clone()));

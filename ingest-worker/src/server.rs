@@ -19,6 +19,7 @@ use crate::auth::keys_file::{self, KeysTable, SharedKeys};
 use crate::auth::rate_limit::FailedAttemptLimiter;
 use crate::config::{Config, MediaSettings, RtmpConfig};
 use crate::listener::Listener;
+use crate::media::SegmentBuffers;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::storage::Stores;
@@ -37,6 +38,8 @@ pub struct Shared {
     pub media: MediaSettings,
     /// Upload buffer caps, per stream and worker-wide.
     pub upload_budget: Arc<UploadBudget>,
+    /// Segment memory, reused from one segment to the next across streams.
+    pub segment_buffers: SegmentBuffers,
     /// Publish decisions.
     pub authorizer: Arc<Authorizer>,
     /// Live streams.
@@ -122,6 +125,7 @@ impl Worker {
                 config.max_buffer_bytes,
                 config.max_total_buffer_bytes,
             ),
+            segment_buffers: SegmentBuffers::default(),
             media: config.media,
             authorizer,
             stores,

@@ -35,7 +35,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::media::{EncryptedSegment, LivePlaylist};
+use crate::media::{EncryptedSegment, LivePlaylist, SegmentBuffers};
 use crate::metrics::{Metrics, StorageOp};
 use crate::registry::StreamLease;
 use crate::storage::Stores;
@@ -234,6 +234,8 @@ pub struct Uploader {
     /// The key id last written by this uploader (keys rotate forward only).
     stored_key: Option<u64>,
     segments_stored: u64,
+    /// Where stored segments' buffers go back for the next segments to reuse.
+    segment_buffers: Option<SegmentBuffers>,
     /// Held until the final playlist is written: the name stays taken until then.
     _lease: StreamLease,
 }
@@ -270,9 +272,18 @@ impl Uploader {
             abort,
             stored_key: None,
             segments_stored: 0,
+            segment_buffers: None,
             _lease: lease,
         };
         (uploader, sender)
+    }
+
+    /// Hands each stored segment's buffer back to `buffers`, the pool the worker's pipelines
+    /// take from (see [`SegmentBuffers`]).
+    #[must_use]
+    pub fn with_segment_buffers(mut self, buffers: SegmentBuffers) -> Self {
+        self.segment_buffers = Some(buffers);
+        self
     }
 
     /// Uploads until the sender is dropped and everything pending is stored, then writes the
@@ -344,6 +355,9 @@ impl Uploader {
         );
 
         self.playlist.handle_segment_stored(&segment);
+        if let Some(buffers) = &self.segment_buffers {
+            buffers.give_back(segment.bytes);
+        }
         self.write_playlists().await?;
         self.metrics.handle_segment_visible(closed_at.elapsed());
         while let Some(expired) = self.playlist.poll_expired() {
@@ -633,5 +647,51 @@ mod tests {
         // The oldest segment and key are long gone (window 3, retained one more window).
         assert!(store.head(&Path::from("live/benw/1.ts")).await.is_err());
         assert!(store.head(&Path::from("keys/benw/1.key")).await.is_err());
+    }
+
+    /// Uploads one segment muxed into a pooled buffer and returns whether the pool got that
+    /// buffer back afterwards.
+    async fn buffer_comes_back(store: Arc<dyn ObjectStore>, buffers: &SegmentBuffers) -> bool {
+        let (uploader, sender, _) = uploader(store, 1 << 20);
+        let uploader = uploader.with_segment_buffers(buffers.clone());
+        let mut bytes = buffers.take(4096);
+        bytes.extend_from_slice(&[0x47; 1880]);
+        let address = bytes.as_ptr();
+        sender.push(
+            EncryptedSegment {
+                bytes: Bytes::from(bytes),
+                ..segment(1, 1, 0)
+            },
+            Instant::now(),
+        );
+        drop(sender);
+        uploader.run().await;
+        let next = buffers.take(1);
+        next.as_ptr() == address
+    }
+
+    #[tokio::test]
+    async fn a_stored_segments_buffer_is_reused_only_once_nothing_holds_it() {
+        // A file store writes the bytes out and lets go of them.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files =
+            object_store::local::LocalFileSystem::new_with_prefix(dir.path()).expect("file store");
+        assert!(buffer_comes_back(Arc::new(files), &SegmentBuffers::default()).await);
+
+        // The in-memory store keeps the very bytes it was given: reusing them would rewrite
+        // a stored segment.
+        let memory = Arc::new(InMemory::new());
+        let buffers = SegmentBuffers::default();
+        assert!(!buffer_comes_back(Arc::clone(&memory) as Arc<dyn ObjectStore>, &buffers).await);
+        let mut next = buffers.take(4096);
+        next.resize(1880, 0);
+        let stored = memory
+            .get(&Path::from("live/benw/1.ts"))
+            .await
+            .expect("segment stored")
+            .bytes()
+            .await
+            .expect("body");
+        assert_eq!(stored.as_ref(), &[0x47; 1880]);
     }
 }

@@ -33,12 +33,14 @@
 //!
 //! # API beyond the agreed surface
 //! The agreed names and signatures are kept unchanged. Added: [`MediaError::is_unsupported_codec`]
-//! (so the shell can refuse the publisher), and the stage modules are public (`flv`, `h264`,
-//! `adts`, `ts`, `segmenter`, `crypto`) for the fuzz target and the benches.
+//! (so the shell can refuse the publisher), [`Pipeline::with_segment_buffers`] (segment memory
+//! reused across the worker's streams, see [`buffers`]), and the stage modules are public
+//! (`flv`, `h264`, `adts`, `ts`, `segmenter`, `crypto`) for the fuzz target and the benches.
 //! [`playlist::LivePlaylist::poll_expired`] returns paths under both `live/` and `keys/`
 //! (`layout::segment_path` / `layout::key_path`); route each to its store by that prefix.
 
 pub mod adts;
+pub mod buffers;
 pub mod crypto;
 pub mod flv;
 pub mod h264;
@@ -52,6 +54,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 pub use adts::AdtsError;
+pub use buffers::SegmentBuffers;
 pub use flv::{FlvError, TrackKind};
 pub use h264::H264Error;
 pub use playlist::{LivePlaylist, PlaylistConfig};
@@ -164,6 +167,7 @@ pub struct Pipeline {
     stage: Stage,
     key_schedule: crypto::KeySchedule,
     ready: VecDeque<EncryptedSegment>,
+    buffers: SegmentBuffers,
 }
 
 impl Pipeline {
@@ -183,7 +187,16 @@ impl Pipeline {
             },
             key_schedule: crypto::KeySchedule::new(config.segments_per_key),
             ready: VecDeque::new(),
+            buffers: SegmentBuffers::default(),
         }
+    }
+
+    /// Muxes each segment into a buffer from `buffers`, the worker's shared pool (the shell
+    /// hands finished segments back to it). Without it every segment's buffer is allocated anew.
+    #[must_use]
+    pub fn with_segment_buffers(mut self, buffers: SegmentBuffers) -> Self {
+        self.buffers = buffers;
+        self
     }
 
     /// Feeds one VIDEODATA tag body (rml_rtmp `VideoDataReceived`).
@@ -304,7 +317,7 @@ impl Pipeline {
         if !tracks.video && !tracks.audio {
             return; // nothing to mux yet; keep probing
         }
-        let mut segmenter = Segmenter::new(self.target_ms, tracks);
+        let mut segmenter = Segmenter::new(self.target_ms, tracks, self.buffers.clone());
         if let Stage::Probing { buffered } = std::mem::replace(
             &mut self.stage,
             Stage::Probing {

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 
+use super::buffers::SegmentBuffers;
 use super::ts::{Tracks, TsMuxer};
 
 /// A segment is cut without keyframe once it spans this many target durations.
@@ -95,14 +96,17 @@ pub struct Segmenter {
     video_clock: TrackClock,
     audio_clock: TrackClock,
     closed: VecDeque<ClosedSegment>,
+    /// Where each new segment's buffer comes from.
+    buffers: SegmentBuffers,
     /// Bytes of the last closed segment: the next one is allocated at about this size once,
     /// rather than grown by doubling (each step a copy, and fresh pages to fault in).
     last_segment_len: usize,
 }
 
 impl Segmenter {
-    /// A segmenter for a program with `tracks`, cutting every `target_ms` (at keyframes).
-    pub fn new(target_ms: i64, tracks: Tracks) -> Self {
+    /// A segmenter for a program with `tracks`, cutting every `target_ms` (at keyframes), each
+    /// segment in a buffer taken from `buffers`.
+    pub fn new(target_ms: i64, tracks: Tracks, buffers: SegmentBuffers) -> Self {
         Self {
             target_ms: target_ms.max(0),
             tracks,
@@ -111,6 +115,7 @@ impl Segmenter {
             video_clock: TrackClock::default(),
             audio_clock: TrackClock::default(),
             closed: VecDeque::new(),
+            buffers,
             last_segment_len: 0,
         }
     }
@@ -146,7 +151,7 @@ impl Segmenter {
             self.open = Some(OpenSegment {
                 start_ms: dts_ms,
                 end_ms: dts_ms,
-                bytes: Vec::with_capacity(segment_capacity(self.last_segment_len)),
+                bytes: self.buffers.take(segment_capacity(self.last_segment_len)),
             });
         }
         let Some(open) = self.open.as_mut() else {
@@ -262,6 +267,7 @@ mod tests {
                 video: true,
                 audio: true,
             },
+            SegmentBuffers::default(),
         );
         // Audio and a delta frame before the first keyframe are dropped.
         segmenter.handle_frame(audio(0));
@@ -286,6 +292,7 @@ mod tests {
                 video: false,
                 audio: true,
             },
+            SegmentBuffers::default(),
         );
         for frame in 0..100 {
             segmenter.handle_frame(audio(frame * 23));
@@ -304,6 +311,7 @@ mod tests {
                 video: true,
                 audio: true,
             },
+            SegmentBuffers::default(),
         );
         for ms in (0..4000).step_by(40) {
             segmenter.handle_frame(video(ms, ms % 1000 == 0));
@@ -329,6 +337,7 @@ mod tests {
                 video: true,
                 audio: false,
             },
+            SegmentBuffers::default(),
         );
         segmenter.handle_frame(video(0, true));
         for ms in (40..2000).step_by(40) {

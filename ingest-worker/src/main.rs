@@ -9,12 +9,13 @@ use clap::Parser;
 use gatecast_ingest::Config;
 use gatecast_ingest::config::S3Options;
 
-/// jemalloc rather than glibc's malloc. Every stream frees a ~1.4 MB segment buffer and
-/// allocates the next every few seconds, from whichever thread it runs on; under that churn
-/// glibc's per-thread arenas fragment, and once a worker has queued a backlog (storage slow,
-/// CPU short) its RSS stayed at ~6 MB per stream and malloc itself grew costly, so the worker
-/// stayed slow after the cause was gone. jemalloc reuses freed extents across threads and
-/// returns idle ones to the OS. See docs/BENCHMARKS.md.
+/// jemalloc rather than glibc's malloc. Segment buffers are reused through the worker's pool
+/// (`media::SegmentBuffers`), but a backlog (storage slow, CPU short) frees far more of them
+/// than the pool keeps, from whichever thread uploaded them. Under that churn glibc's
+/// per-thread arenas fragmented: RSS stayed at ~6 MB per stream after the backlog drained and
+/// malloc itself grew costly, so the worker stayed slow after the cause was gone. jemalloc
+/// reuses freed extents across threads and returns idle ones to the OS. See
+/// docs/BENCHMARKS.md.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -672,11 +672,37 @@ mod tests {
 
     #[tokio::test]
     async fn a_stored_segments_buffer_is_reused_only_once_nothing_holds_it() {
-        // A file store writes the bytes out and lets go of them.
+        // A file store writes the bytes out and lets go of them when the PUT returns.
         let dir = tempfile::tempdir().expect("temp dir");
         let files =
             object_store::local::LocalFileSystem::new_with_prefix(dir.path()).expect("file store");
         assert!(buffer_comes_back(Arc::new(files), &SegmentBuffers::default()).await);
+
+        // So does the S3 client, once the PUT's response has arrived (a real S3 endpoint).
+        let root = tempfile::tempdir().expect("temp dir");
+        let s3 = gatecast_s3::S3Server::start(
+            gatecast_s3::S3Config {
+                root: root.path().to_owned(),
+                buckets: vec!["media".to_owned()],
+                access_key: "pool-test".to_owned(),
+                secret_key: "pool-test-secret".to_owned(),
+            },
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+        .await
+        .expect("S3 endpoint");
+        let bucket = crate::storage::open_url(
+            "s3://media",
+            &crate::config::S3Options {
+                endpoint: Some(s3.endpoint()),
+                region: "us-east-1".to_owned(),
+                access_key_id: Some("pool-test".to_owned()),
+                secret_access_key: Some("pool-test-secret".to_owned()),
+                session_token: None,
+            },
+        )
+        .expect("S3 store");
+        assert!(buffer_comes_back(bucket, &SegmentBuffers::default()).await);
 
         // The in-memory store keeps the very bytes it was given: reusing them would rewrite
         // a stored segment.

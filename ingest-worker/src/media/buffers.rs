@@ -9,6 +9,10 @@
 //! and a quarter of the worker's CPU (docs/BENCHMARKS.md). A buffer handed back here after its
 //! upload keeps its pages, and the next segment reuses them.
 //!
+//! An idle buffer holds a stored segment's ciphertext (segments are encrypted in place), and
+//! [`SegmentBuffers::take`] hands it out empty: every byte of the next segment is written before
+//! it is part of the vector, so nothing of one stream reaches another's segment.
+//!
 //! The pool is bounded ([`MAX_POOLED_BYTES`]); past it a returned buffer is freed as before. A
 //! buffer whose bytes are still shared (a clone of the segment alive somewhere) cannot be taken
 //! back and is simply dropped, so handing back is always safe.

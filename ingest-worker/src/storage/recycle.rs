@@ -26,7 +26,7 @@
 //! Small objects (keys, playlists) are never pooled: their single page saves nothing, and a
 //! key's bytes must not outlive its object anywhere.
 //!
-//! The pool's bookkeeping is pure ([`Pool`], fed the time); [`RecyclingFileStore`] does the I/O.
+//! The pool's bookkeeping is pure (`Pool`, fed the time); [`RecyclingFileStore`] does the I/O.
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -5,8 +5,8 @@
 //! next one. Freed, such a buffer goes back to the allocator, which returns idle pages to the
 //! OS within seconds; the next segment's buffer then faults in fresh, zeroed pages one by one.
 //! On the micro-VMs we run on (free-page reporting returns those pages to the host) that
-//! faulting was the largest single cost after AES: at 400 streams ~6,500 page faults a second
-//! and a quarter of the worker's CPU (docs/BENCHMARKS.md). A buffer handed back here after its
+//! faulting was the largest single cost after AES: at 400 streams ~6,500 page faults a second,
+//! and the pool took the worker from 98 % to 56 % of a core (docs/BENCHMARKS.md). A buffer handed back here after its
 //! upload keeps its pages, and the next segment reuses them.
 //!
 //! An idle buffer holds a stored segment's ciphertext (segments are encrypted in place), and
@@ -50,14 +50,13 @@ impl SegmentBuffers {
             .filter(|(_, buffer)| buffer.capacity() >= capacity)
             .min_by_key(|(_, buffer)| buffer.capacity())
             .map(|(index, _)| index);
-        match best_fit {
-            Some(index) => {
-                let buffer = idle.buffers.swap_remove(index);
-                idle.bytes -= buffer.capacity();
-                buffer
-            }
-            None => Vec::with_capacity(capacity),
+        if let Some(index) = best_fit {
+            let buffer = idle.buffers.swap_remove(index);
+            idle.bytes -= buffer.capacity();
+            return buffer;
         }
+        drop(idle); // allocate without holding up other streams
+        Vec::with_capacity(capacity)
     }
 
     /// Takes back a finished segment's bytes once nothing else holds them.

@@ -570,15 +570,19 @@ mod tests {
         (uploader, sender, metrics)
     }
 
-    async fn text(store: &InMemory, path: &str) -> String {
-        let bytes = store
+    /// The stored bytes of `path`.
+    async fn object(store: &InMemory, path: &str) -> Bytes {
+        store
             .get(&Path::from(path))
             .await
             .expect("object exists")
             .bytes()
             .await
-            .expect("body");
-        String::from_utf8(bytes.to_vec()).expect("utf-8")
+            .expect("body")
+    }
+
+    async fn text(store: &InMemory, path: &str) -> String {
+        String::from_utf8(object(store, path).await.to_vec()).expect("utf-8")
     }
 
     #[tokio::test]
@@ -591,13 +595,7 @@ mod tests {
         drop(sender);
         uploader.run().await;
 
-        let key = store
-            .get(&Path::from("keys/benw/10.key"))
-            .await
-            .expect("key stored")
-            .bytes()
-            .await
-            .expect("body");
+        let key = object(&store, "keys/benw/10.key").await;
         assert_eq!(key.as_ref(), &[10u8; 16]);
         assert!(
             store.get(&Path::from("live/benw/10.ts")).await.is_err(),
@@ -711,13 +709,7 @@ mod tests {
         assert!(!buffer_comes_back(Arc::clone(&memory) as Arc<dyn ObjectStore>, &buffers).await);
         let mut next = buffers.take(4096);
         next.resize(1880, 0);
-        let stored = memory
-            .get(&Path::from("live/benw/1.ts"))
-            .await
-            .expect("segment stored")
-            .bytes()
-            .await
-            .expect("body");
+        let stored = object(&memory, "live/benw/1.ts").await;
         assert_eq!(stored.as_ref(), &[0x47; 1880]);
     }
 }

@@ -6,8 +6,8 @@
 //! OS within seconds; the next segment's buffer then faults in fresh, zeroed pages one by one.
 //! On the micro-VMs we run on (free-page reporting returns those pages to the host) that
 //! faulting was the largest single cost after AES: at 400 streams ~6,500 page faults a second,
-//! and the pool took the worker from 98 % to 56 % of a core (docs/BENCHMARKS.md). A buffer handed back here after its
-//! upload keeps its pages, and the next segment reuses them.
+//! and the pool took the worker from 98 % to 56 % of a core (docs/BENCHMARKS.md). A buffer
+//! handed back here after its upload keeps its pages, and the next segment reuses them.
 //!
 //! An idle buffer holds a stored segment's ciphertext (segments are encrypted in place), and
 //! [`SegmentBuffers::take`] hands it out empty: every byte of the next segment is written before

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::hook::redacted_url;
+
 /// Everything the worker needs to run.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -15,6 +17,9 @@ pub struct Config {
     pub rtmp: RtmpConfig,
     /// Admin HTTP listen address (`/metrics`, `/healthz`, cut-off). Port 0 picks a free port.
     pub admin_listen: SocketAddr,
+    /// Bearer token of the admin control routes (`POST /streams/<name>/cutoff`). Without one
+    /// those routes are refused; `/metrics` and `/healthz` need none.
+    pub admin_token: Option<AdminToken>,
     /// How stream keys are checked.
     pub auth: AuthConfig,
     /// Where segments, playlists and keys go.
@@ -32,6 +37,36 @@ pub struct Config {
     pub max_total_buffer_bytes: usize,
     /// How long shutdown may take to finalize live playlists before the worker gives up.
     pub shutdown_timeout: Duration,
+}
+
+/// The admin control routes' bearer token. `Debug` never prints it.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Shortest accepted token: guessing 16 random characters over the network is hopeless.
+    pub const MIN_LEN: usize = 16;
+
+    /// The token, or `None` when it is shorter than [`AdminToken::MIN_LEN`].
+    pub fn new(token: impl Into<String>) -> Option<Self> {
+        let token = token.into();
+        (token.len() >= Self::MIN_LEN).then_some(Self(token))
+    }
+
+    /// Whether `presented` is the token, compared in constant time (through SHA-256, so the
+    /// comparison does not reveal the token's length either).
+    pub fn matches(&self, presented: &str) -> bool {
+        use sha2::{Digest as _, Sha256};
+        use subtle::ConstantTimeEq as _;
+        let (expected, presented) = (Sha256::digest(&self.0), Sha256::digest(presented));
+        expected.ct_eq(&presented).into()
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
 }
 
 /// RTMP listener settings.
@@ -56,7 +91,7 @@ pub struct RtmpConfig {
 
 /// Stream key checks. At least one of `keys_file` and `on_publish` should be set, otherwise
 /// every publish is refused.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct AuthConfig {
     /// TOML file of `[[channel]] key = "…" name = "…" active = true`, reloaded on change.
@@ -79,10 +114,38 @@ pub struct AuthConfig {
     pub notify_update_strict: bool,
     /// How long a hook may take before the publish is refused.
     pub hook_timeout: Duration,
+    /// Whether a 2xx from `on_publish` without a rename (3xx `Location`) publishes under the
+    /// name the publisher presented. Off by default: in nginx-rtmp setups that name is the
+    /// secret stream key, so publishing it would hand the key to every viewer. Turn it on
+    /// only when the hook's names are public (the secret travels in a query argument).
+    pub on_publish_names_are_public: bool,
     /// Failed key attempts a client address may make in a burst.
     pub failed_attempts_burst: u32,
     /// After the burst, one more failed attempt is allowed per this interval.
     pub failed_attempt_interval: Duration,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    /// Hand-written so the hook URLs show without their query or userinfo, where the hook's
+    /// secret travels.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = |url: &Option<String>| url.as_deref().map(redacted_url);
+        f.debug_struct("AuthConfig")
+            .field("keys_file", &self.keys_file)
+            .field("on_publish", &url(&self.on_publish))
+            .field("on_publish_done", &url(&self.on_publish_done))
+            .field("on_update", &url(&self.on_update))
+            .field("notify_update_interval", &self.notify_update_interval)
+            .field("notify_update_strict", &self.notify_update_strict)
+            .field("hook_timeout", &self.hook_timeout)
+            .field(
+                "on_publish_names_are_public",
+                &self.on_publish_names_are_public,
+            )
+            .field("failed_attempts_burst", &self.failed_attempts_burst)
+            .field("failed_attempt_interval", &self.failed_attempt_interval)
+            .finish()
+    }
 }
 
 /// Object storage locations.
@@ -91,8 +154,12 @@ pub struct AuthConfig {
 pub struct StorageConfig {
     /// `file:///path` or `s3://bucket[/prefix]` for playlists and segments.
     pub media_url: String,
-    /// Optional separate location for key objects (same URL forms); defaults to `media_url`.
+    /// Location of key objects (same URL forms), apart from the media: required unless
+    /// `insecure_keys_in_media_store`.
     pub keys_url: Option<String>,
+    /// Without `keys_url`, write keys into the media store. Anyone who can read the media
+    /// store (a public or CDN-fronted bucket, a web server's folder) then reads the keys too.
+    pub insecure_keys_in_media_store: bool,
     /// S3 options, used by `s3://` URLs.
     pub s3: S3Options,
 }
@@ -164,6 +231,7 @@ impl Config {
                 max_message_size: 8 << 20,
             },
             admin_listen: loopback,
+            admin_token: None,
             auth: AuthConfig {
                 notify_update_interval: Duration::from_secs(30),
                 hook_timeout: Duration::from_secs(5),
@@ -174,6 +242,7 @@ impl Config {
             storage: StorageConfig {
                 media_url: storage_url.into(),
                 keys_url: None,
+                insecure_keys_in_media_store: false,
                 s3: S3Options {
                     region: "us-east-1".to_owned(),
                     ..S3Options::default()

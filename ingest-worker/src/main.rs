@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use clap::Parser;
 use gatecast_ingest::Config;
-use gatecast_ingest::config::S3Options;
+use gatecast_ingest::config::{AdminToken, S3Options};
 
 /// jemalloc rather than glibc's malloc. Segment buffers are reused through the worker's pool
 /// (`media::SegmentBuffers`), but a backlog (storage slow, CPU short) frees far more of them
@@ -18,6 +18,12 @@ use gatecast_ingest::config::S3Options;
 /// docs/BENCHMARKS.md.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Media storage when --storage is not given.
+const DEFAULT_STORAGE: &str = "file://./.gatecast/media";
+/// Key storage when neither --storage nor --key-storage is given: beside the default media
+/// folder, not inside it.
+const DEFAULT_KEY_STORAGE: &str = "file://./.gatecast/keys";
 
 /// RTMP publish in (rtmp://HOST:PORT/<app>/<stream key>), AES-128 encrypted HLS out to
 /// S3-compatible storage.
@@ -33,6 +39,11 @@ struct Cli {
     /// Admin HTTP listen address (/metrics, /healthz, POST /streams/<name>/cutoff).
     #[arg(long, env = "GATECAST_ADMIN", default_value = "127.0.0.1:9935")]
     admin: SocketAddr,
+    /// Bearer token (at least 16 characters) of the admin control routes (POST
+    /// /streams/<name>/cutoff). Without it those routes are refused; /metrics and /healthz
+    /// stay open.
+    #[arg(long, env = "GATECAST_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Keys file: TOML `[[channel]] key = "…" name = "…" active = true`; reloaded on change and SIGHUP.
     #[arg(long, env = "GATECAST_KEYS")]
     keys: Option<PathBuf>,
@@ -54,6 +65,11 @@ struct Cli {
     /// (nginx-rtmp's notify_update_strict).
     #[arg(long, env = "GATECAST_NOTIFY_UPDATE_STRICT")]
     notify_update_strict: bool,
+    /// Publish under the presented name when on_publish answers 2xx without a rename (3xx
+    /// Location). Off: such a publish is refused, since that name is usually the secret stream
+    /// key. Only for hooks whose stream names are public (the secret in a query argument).
+    #[arg(long, env = "GATECAST_ON_PUBLISH_NAMES_ARE_PUBLIC")]
+    on_publish_names_are_public: bool,
     /// Seconds a hook may take before the publish is refused.
     #[arg(long, env = "GATECAST_HOOK_TIMEOUT_SECS", default_value_t = 5)]
     hook_timeout_secs: u64,
@@ -68,15 +84,17 @@ struct Cli {
     )]
     auth_failure_interval_secs: u64,
     /// Media storage: file:///path (or file://relative/path) or s3://BUCKET[/PREFIX].
-    #[arg(
-        long,
-        env = "GATECAST_STORAGE",
-        default_value = "file://./.gatecast/media"
-    )]
+    #[arg(long, env = "GATECAST_STORAGE", default_value = DEFAULT_STORAGE)]
     storage: String,
-    /// Separate storage for key objects (same URL forms); defaults to --storage.
+    /// Private storage for key objects (same URL forms), apart from the media. Required
+    /// unless --storage is the default (keys then go to file://./.gatecast/keys) or
+    /// --insecure-keys-in-media-storage is given.
     #[arg(long, env = "GATECAST_KEY_STORAGE")]
     key_storage: Option<String>,
+    /// Without --key-storage, write keys into the media storage, where whoever reads the media
+    /// (a public or CDN-fronted bucket) reads the keys too.
+    #[arg(long, env = "GATECAST_INSECURE_KEYS_IN_MEDIA_STORAGE")]
+    insecure_keys_in_media_storage: bool,
     /// S3 endpoint, e.g. http://127.0.0.1:9000 (path-style; plain HTTP allowed).
     #[arg(long, env = "GATECAST_S3_ENDPOINT")]
     s3_endpoint: Option<String>,
@@ -155,6 +173,15 @@ impl Cli {
             self.playlist_segments > 0,
             "--playlist-segments must be at least 1"
         );
+        let admin_token = match self.admin_token {
+            Some(token) => Some(AdminToken::new(token).with_context(|| {
+                format!(
+                    "--admin-token must be at least {} characters",
+                    AdminToken::MIN_LEN
+                )
+            })?),
+            None => None,
+        };
         let mut config = Config::local(self.storage);
         config.rtmp.listen = self.listen;
         config.rtmp.app = self.app;
@@ -164,6 +191,7 @@ impl Cli {
         config.rtmp.max_chunk_size = self.max_chunk_size;
         config.rtmp.max_message_size = self.max_message_mb << 20;
         config.admin_listen = self.admin;
+        config.admin_token = admin_token;
         config.auth.keys_file = self.keys;
         config.auth.on_publish = self.on_publish;
         config.auth.on_publish_done = self.on_publish_done;
@@ -171,9 +199,17 @@ impl Cli {
         config.auth.notify_update_interval = Duration::from_secs(self.notify_update_seconds);
         config.auth.notify_update_strict = self.notify_update_strict;
         config.auth.hook_timeout = Duration::from_secs(self.hook_timeout_secs);
+        config.auth.on_publish_names_are_public = self.on_publish_names_are_public;
         config.auth.failed_attempts_burst = self.auth_failure_burst;
         config.auth.failed_attempt_interval = Duration::from_secs(self.auth_failure_interval_secs);
-        config.storage.keys_url = self.key_storage;
+        config.storage.keys_url = match self.key_storage {
+            Some(url) => Some(url),
+            None if config.storage.media_url == DEFAULT_STORAGE => {
+                Some(DEFAULT_KEY_STORAGE.to_owned())
+            }
+            None => None,
+        };
+        config.storage.insecure_keys_in_media_store = self.insecure_keys_in_media_storage;
         let mut s3 = S3Options::default();
         s3.endpoint = self.s3_endpoint;
         s3.region = self.s3_region;

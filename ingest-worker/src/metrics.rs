@@ -37,10 +37,14 @@ pub enum RefusalReason {
     /// The `on_update` hook refused a live publish (e.g. another worker holds the channel's
     /// lease, or the channel was banned): it was cut off.
     UpdateRefused,
+    /// The `on_publish` hook allowed with a 2xx but named no public stream (no 3xx
+    /// `Location`), and `--on-publish-names-are-public` is off: publishing under the presented
+    /// name would make the secret stream key public.
+    HookNoRename,
 }
 
 impl RefusalReason {
-    const ALL: [Self; 11] = [
+    const ALL: [Self; 12] = [
         Self::WrongApp,
         Self::UnknownKey,
         Self::InactiveKey,
@@ -52,6 +56,7 @@ impl RefusalReason {
         Self::PlayRequested,
         Self::TooManyConnections,
         Self::UpdateRefused,
+        Self::HookNoRename,
     ];
 
     /// The label value, stable for dashboards.
@@ -68,6 +73,7 @@ impl RefusalReason {
             Self::PlayRequested => "play_requested",
             Self::TooManyConnections => "too_many_connections",
             Self::UpdateRefused => "update_refused",
+            Self::HookNoRename => "hook_no_rename",
         }
     }
 

@@ -63,6 +63,7 @@ pub struct Worker {
     keys: Option<(std::path::PathBuf, SharedKeys, Option<keys_file::FileStamp>)>,
     max_connections: usize,
     shutdown_timeout: Duration,
+    admin_token: Option<crate::config::AdminToken>,
 }
 
 impl Worker {
@@ -86,7 +87,8 @@ impl Worker {
                     on_publish_done.as_deref(),
                     auth.hook_timeout,
                 )
-                .context("checking the hook URLs")?;
+                .context("checking the hook URLs")?
+                .with_public_names(auth.on_publish_names_are_public);
                 Some(match on_update {
                     Some(url) => client
                         .with_update(url, auth.notify_update_interval, auth.notify_update_strict)
@@ -140,6 +142,7 @@ impl Worker {
             keys,
             max_connections: config.rtmp.max_connections,
             shutdown_timeout: config.shutdown_timeout,
+            admin_token: config.admin_token,
         })
     }
 
@@ -169,6 +172,7 @@ impl Worker {
             keys,
             max_connections,
             shutdown_timeout,
+            admin_token,
         } = self;
         let stop = CancellationToken::new();
         tracing::info!(rtmp = %rtmp_listener.local_addr()?, admin = %admin_listener.local_addr()?, "ingest worker listening");
@@ -177,6 +181,7 @@ impl Worker {
             metrics: Arc::clone(&shared.metrics),
             registry: Arc::clone(&shared.registry),
             shutdown: stop.clone(),
+            token: admin_token,
         });
         let admin_stop = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(

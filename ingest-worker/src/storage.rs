@@ -1,9 +1,15 @@
 //! Opening the object stores named by `--storage` / `--key-storage`.
 //!
-//! The rest of the worker only sees `Arc<dyn ObjectStore>` (style rule 7), so tests can hand in
+//! The rest of the worker only sees `Arc<dyn ObjectStore>`, so tests can hand in
 //! `object_store::memory::InMemory` or a real S3 server alike. `file://` opens a
 //! [`RecyclingFileStore`], which reuses the files of deleted segments ([`recycle`]).
+//!
+//! Keys live in a store of their own: media is meant to be public or CDN-fronted, and a key
+//! next to its segments decrypts them for anyone who can list or guess the path. Sharing the
+//! media store is an explicit opt-in ([`StorageConfig::insecure_keys_in_media_store`]). A
+//! `file://` key store writes owner-only files and folders (`private`).
 
+mod private;
 pub mod recycle;
 
 use std::sync::Arc;
@@ -31,6 +37,13 @@ pub enum StorageError {
     /// `s3://` without a bucket name.
     #[error("storage URL {0:?} names no bucket")]
     MissingBucket(String),
+    /// No key store was named and sharing the media store was not opted into.
+    #[error(
+        "no key storage: keys must not be stored with the media (public or CDN-fronted); name a \
+         private location with --key-storage, or accept the risk with \
+         --insecure-keys-in-media-storage"
+    )]
+    NoKeyStore,
     /// The local directory could not be created.
     #[error("cannot create storage directory {path}")]
     CreateDir {
@@ -61,12 +74,14 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Opens the stores `config` names.
+    /// Opens the stores `config` names: the key store from `keys_url`, or the media store
+    /// itself only with `insecure_keys_in_media_store`.
     pub fn open(config: &StorageConfig) -> Result<Self, StorageError> {
-        let media = open_url(&config.media_url, &config.s3)?;
+        let media = open_url(&config.media_url, &config.s3, Access::Public)?;
         let keys = match &config.keys_url {
-            Some(url) => open_url(url, &config.s3)?,
-            None => Arc::clone(&media),
+            Some(url) => open_url(url, &config.s3, Access::Private)?,
+            None if config.insecure_keys_in_media_store => Arc::clone(&media),
+            None => return Err(StorageError::NoKeyStore),
         };
         Ok(Self { media, keys })
     }
@@ -80,23 +95,42 @@ impl Stores {
     }
 }
 
+/// Who may read a store's objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Media: whatever serves the store decides.
+    Public,
+    /// Keys: a `file://` store writes owner-only files (`0600`) and folders (`0700`), and
+    /// never pools deleted files.
+    Private,
+}
+
 /// Opens one `file://DIR` (relative or absolute, created if missing) or `s3://BUCKET[/PREFIX]`.
-pub fn open_url(url: &str, s3: &S3Options) -> Result<Arc<dyn ObjectStore>, StorageError> {
+/// An `s3://` bucket's access is the bucket's policy: keep the key bucket private.
+pub fn open_url(
+    url: &str,
+    s3: &S3Options,
+    access: Access,
+) -> Result<Arc<dyn ObjectStore>, StorageError> {
     if let Some(dir) = url.strip_prefix("file://") {
-        std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+        let create_error = |source| StorageError::CreateDir {
             path: dir.to_owned(),
             source,
-        })?;
+        };
+        match access {
+            Access::Public => std::fs::create_dir_all(dir),
+            Access::Private => private::create_root(std::path::Path::new(dir)),
+        }
+        .map_err(create_error)?;
         let store = LocalFileSystem::new_with_prefix(dir).map_err(|source| StorageError::Open {
             url: url.to_owned(),
             source,
         })?;
-        let store = RecyclingFileStore::new(store, RecyclePolicy::default()).map_err(|source| {
-            StorageError::CreateDir {
-                path: format!("{dir}/{}", recycle::POOL_DIR),
-                source,
-            }
-        })?;
+        let store = match access {
+            Access::Public => RecyclingFileStore::new(store, RecyclePolicy::default()),
+            Access::Private => RecyclingFileStore::private(store),
+        }
+        .map_err(create_error)?;
         return Ok(Arc::new(store));
     }
     let Some(rest) = url.strip_prefix("s3://") else {
@@ -158,17 +192,30 @@ mod tests {
             ..S3Options::default()
         };
         assert!(matches!(
-            open_url("ftp://x", &s3),
+            open_url("ftp://x", &s3, Access::Public),
             Err(StorageError::UnsupportedUrl(_))
         ));
         assert!(matches!(
-            open_url("s3://", &s3),
+            open_url("s3://", &s3, Access::Public),
             Err(StorageError::MissingBucket(_))
         ));
-        assert!(open_url("s3://bucket/some/prefix", &s3).is_ok());
+        assert!(open_url("s3://bucket/some/prefix", &s3, Access::Private).is_ok());
         let dir = tempfile::tempdir().expect("tempdir");
         let nested = dir.path().join("a/b");
-        assert!(open_url(&format!("file://{}", nested.display()), &s3).is_ok());
+        assert!(open_url(&format!("file://{}", nested.display()), &s3, Access::Public).is_ok());
         assert!(nested.is_dir());
+    }
+
+    /// Issue 13 item 11: without a key store the worker does not start, unless told to share.
+    #[test]
+    fn keys_need_their_own_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = crate::Config::local(format!("file://{}", dir.path().display())).storage;
+        assert!(matches!(
+            Stores::open(&config),
+            Err(StorageError::NoKeyStore)
+        ));
+        config.insecure_keys_in_media_store = true;
+        assert!(Stores::open(&config).is_ok());
     }
 }

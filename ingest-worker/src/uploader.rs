@@ -698,6 +698,7 @@ mod tests {
                 secret_access_key: Some("pool-test-secret".to_owned()),
                 session_token: None,
             },
+            crate::storage::Access::Public,
         )
         .expect("S3 store");
         assert!(buffer_comes_back(bucket, &SegmentBuffers::default()).await);

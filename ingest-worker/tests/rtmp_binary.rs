@@ -20,6 +20,8 @@ async fn binary_runs_from_flags_and_env_and_stops_on_sigterm() {
         .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .arg("--storage")
         .arg(format!("file://{}", dir.path().join("media").display()))
+        .arg("--key-storage")
+        .arg(format!("file://{}", dir.path().join("keys").display()))
         .env("GATECAST_KEYS", &keys)
         .env("GATECAST_SEGMENTS_PER_KEY", "3")
         .env("GATECAST_LOG", "info")

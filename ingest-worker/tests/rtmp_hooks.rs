@@ -255,6 +255,7 @@ async fn on_update_heartbeat_and_a_refusal_cuts_the_publisher_off() {
 async fn on_update_outage_does_not_end_a_broadcast() {
     let hook = start_hook_server(|call| match call.path.as_str() {
         "/on_update" => (503, None),
+        "/on_publish" => (302, Some("frank".to_owned())),
         _ => (200, None),
     })
     .await;
@@ -266,7 +267,7 @@ async fn on_update_outage_does_not_end_a_broadcast() {
     let worker = start_worker(config, stores).await;
     let playlist = dir.path().join("live/frank/index.m3u8");
     finish_publish(
-        spawn_publisher(&worker.url("frank"), 5),
+        spawn_publisher(&worker.url("frank-key"), 5),
         &playlist,
         "a 503 from on_update is an outage, not a refusal",
         Duration::from_secs(10),

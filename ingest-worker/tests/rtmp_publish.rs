@@ -14,7 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn file_store(dir: &std::path::Path) -> (String, Stores) {
     let url = format!("file://{}", dir.display());
-    let stores = Stores::open(&gatecast_ingest::Config::local(url.clone()).storage).expect("store");
+    let mut storage = gatecast_ingest::Config::local(url.clone()).storage;
+    storage.keys_url = Some(url.clone());
+    let stores = Stores::open(&storage).expect("store");
     (url, stores)
 }
 
@@ -210,9 +212,10 @@ async fn keys_file_revocation_and_admin_cutoff_end_live_streams() {
             ("cut-me-key", "erin", true),
         ],
     );
-    assert_eq!(worker.admin_post("/streams/erin/cutoff").await.0, 202);
-    assert_eq!(worker.admin_post("/streams/nobody/cutoff").await.0, 404);
-    assert_eq!(worker.admin_post("/streams/..%2F/cutoff").await.0, 400);
+    let cutoff = |path: &'static str| worker.admin_post_authorized(path);
+    assert_eq!(cutoff("/streams/erin/cutoff").await.0, 202);
+    assert_eq!(cutoff("/streams/nobody/cutoff").await.0, 404);
+    assert_eq!(cutoff("/streams/..%2F/cutoff").await.0, 400);
     assert_eq!(worker.admin_get("/streams/erin/cutoff").await.0, 405);
 
     for publisher in [dave, erin] {

@@ -71,8 +71,8 @@ pub async fn prepare(stack: &Stack, data_dir: &Path) -> anyhow::Result<DevInfo> 
         api_token: stack.secrets.api_token.clone(),
         playback_url: format!("{}{}", stack.http_base, signed.url),
     };
-    std::fs::write(&dev_json, serde_json::to_vec_pretty(&info)?)
-        .with_context(|| format!("cannot write {}", dev_json.display()))?;
+    // dev.json holds the demo's stream key and the API token: owner only.
+    crate::stack::write_private(&dev_json, &serde_json::to_vec_pretty(&info)?)?;
     Ok(info)
 }
 

@@ -122,8 +122,12 @@ impl Secrets {
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
         let path = data_dir.join("secrets.json");
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is not valid", path.display())),
+            Ok(bytes) => {
+                // Created 0644 by older versions.
+                restrict(&path, 0o600)?;
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{} is not valid", path.display()))
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let secrets = Self::generate()?;
                 write_private(&path, &serde_json::to_vec_pretty(&secrets)?)?;
@@ -142,7 +146,8 @@ pub struct Stack {
     pub http_base: String,
     /// Where the S3 endpoint listens.
     pub s3_addr: SocketAddr,
-    /// Admin port of the ingest worker (`/metrics`, cut-off).
+    /// Admin port of the ingest worker (`/metrics`; no admin token is set, so its cut-off
+    /// route is off).
     pub ingest_admin_addr: SocketAddr,
     /// The secrets the stack runs with.
     pub secrets: Secrets,
@@ -161,6 +166,8 @@ impl Stack {
     pub async fn start(config: StackConfig) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+        // It holds the secrets, dev.json (a stream key) and the key bucket: owner only.
+        restrict(&config.data_dir, 0o700)?;
         let secrets = Secrets::load_or_create(&config.data_dir)?;
         let shutdown = CancellationToken::new();
         let s3_root = config.data_dir.join("s3");
@@ -416,16 +423,26 @@ fn random_text(bytes: usize) -> anyhow::Result<String> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(bytes)?))
 }
 
-/// Writes a file only its owner can read: it holds secrets.
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+/// Writes (or overwrites) a file only its owner can read: it holds secrets.
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
+    // `mode` applies to a new file only.
+    restrict(path, 0o600)?;
     file.write_all(contents)
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Sets `mode` on `path` (owner-only modes for secrets).
+fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot restrict {} to {mode:o}", path.display()))
 }

@@ -24,30 +24,80 @@ use hyper_util::rt::TokioExecutor;
 use super::PublishRequest;
 
 /// Why a hook URL was not accepted at start-up.
+///
+/// Hook URLs usually carry a shared secret in their query (the edge's
+/// `/hooks/on-publish?secret=…`) or in their userinfo, so no variant holds the URL as
+/// configured: `Display` shows at most [`redacted`]'s `scheme://host/path`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HookError {
-    /// The URL does not parse.
-    #[error("hook URL {url:?} is not a valid URI")]
-    InvalidUrl {
-        /// The URL as configured.
-        url: String,
-        /// Parser error.
-        #[source]
-        source: http::uri::InvalidUri,
-    },
+    /// The URL does not parse. Neither the URL nor the parser's message (which may quote it)
+    /// is kept.
+    #[error("a hook URL is not a valid URI")]
+    InvalidUrl,
     /// Only plain `http://` is supported: hooks are expected on the same host or private network.
-    #[error("hook URL {url:?} must start with http://")]
+    #[error("hook URL {shown} must start with http://")]
     UnsupportedScheme {
-        /// The URL as configured.
-        url: String,
+        /// The URL without query, fragment or userinfo.
+        shown: String,
     },
+    /// `user:password@` in a hook URL is refused: it authenticates nothing (no HTTP client
+    /// header is made of it) and the HTTP client's own trace logs print it. A hook secret
+    /// belongs in a query argument.
+    #[error("hook URL {shown} must not carry user:password@")]
+    Userinfo {
+        /// The URL without query, fragment or userinfo.
+        shown: String,
+    },
+}
+
+/// A hook's URL, and the form of it that may be logged.
+#[derive(Clone)]
+struct HookUrl {
+    uri: Uri,
+    /// `scheme://host[:port]/path`: no query, no userinfo (see [`redacted`]).
+    shown: String,
+}
+
+impl HookUrl {
+    fn parse(url: &str) -> Result<Self, HookError> {
+        let uri: Uri = url.parse().map_err(|_| HookError::InvalidUrl)?;
+        let shown = redacted(&uri);
+        if uri.scheme_str() != Some("http") {
+            return Err(HookError::UnsupportedScheme { shown });
+        }
+        if uri
+            .authority()
+            .is_some_and(|authority| authority.as_str().contains('@'))
+        {
+            return Err(HookError::Userinfo { shown });
+        }
+        Ok(Self { uri, shown })
+    }
+}
+
+/// [`redacted`] of a configured URL, for `Debug` output of the configuration.
+pub fn redacted_url(url: &str) -> String {
+    url.parse::<Uri>()
+        .map_or_else(|_| "<invalid URL>".to_owned(), |uri| redacted(&uri))
+}
+
+/// `scheme://host[:port]/path` of `uri`: what of a hook URL may reach a log line or an error.
+/// The query and the userinfo are left out, since either may hold the hook's secret.
+pub fn redacted(uri: &Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("?");
+    let host = uri.host().unwrap_or_default();
+    match uri.port_u16() {
+        Some(port) => format!("{scheme}://{host}:{port}{}", uri.path()),
+        None => format!("{scheme}://{host}{}", uri.path()),
+    }
 }
 
 /// What the `on_publish` hook answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookVerdict {
-    /// 2xx: publish under the name the publisher used.
+    /// 2xx: allowed, under the name the publisher used (published only when that name is
+    /// declared public, see [`HookClient::with_public_names`]).
     Allowed,
     /// 3xx with a usable `Location`: publish under this (not yet validated) name.
     Renamed(String),
@@ -60,7 +110,7 @@ pub enum HookVerdict {
 /// The `on_update` heartbeat: where, how often, and how strictly its answers are read.
 #[derive(Clone)]
 struct UpdateHook {
-    url: Uri,
+    url: HookUrl,
     interval: Duration,
     strict: bool,
 }
@@ -69,10 +119,11 @@ struct UpdateHook {
 #[derive(Clone)]
 pub struct HookClient {
     client: Client<HttpConnector, Full<Bytes>>,
-    on_publish: Option<Uri>,
-    on_publish_done: Option<Uri>,
+    on_publish: Option<HookUrl>,
+    on_publish_done: Option<HookUrl>,
     on_update: Option<UpdateHook>,
     timeout: Duration,
+    names_public: bool,
 }
 
 impl HookClient {
@@ -85,11 +136,25 @@ impl HookClient {
         let client = Client::builder(TokioExecutor::new()).build_http();
         Ok(Self {
             client,
-            on_publish: on_publish.map(parse_hook_url).transpose()?,
-            on_publish_done: on_publish_done.map(parse_hook_url).transpose()?,
+            on_publish: on_publish.map(HookUrl::parse).transpose()?,
+            on_publish_done: on_publish_done.map(HookUrl::parse).transpose()?,
             on_update: None,
             timeout,
+            names_public: false,
         })
+    }
+
+    /// Declares the names `on_publish` allows with a 2xx public (`--on-publish-names-are-public`):
+    /// nginx-rtmp setups whose secret travels in a query argument, not in the stream name.
+    /// Without it a 2xx that names no public stream (no 3xx `Location`) refuses the publish.
+    pub fn with_public_names(mut self, public: bool) -> Self {
+        self.names_public = public;
+        self
+    }
+
+    /// Whether a 2xx from `on_publish` may publish under the presented name.
+    pub fn names_are_public(&self) -> bool {
+        self.names_public
     }
 
     /// Adds the `on_update` heartbeat (nginx-rtmp's `on_update`, `notify_update_timeout` and
@@ -101,7 +166,7 @@ impl HookClient {
         strict: bool,
     ) -> Result<Self, HookError> {
         self.on_update = Some(UpdateHook {
-            url: parse_hook_url(url)?,
+            url: HookUrl::parse(url)?,
             interval,
             strict,
         });
@@ -200,8 +265,8 @@ impl HookClient {
         form_body(call, request, &fields)
     }
 
-    async fn post(&self, url: &Uri, body: String) -> Option<http::Response<()>> {
-        let request = Request::post(url.clone())
+    async fn post(&self, url: &HookUrl, body: String) -> Option<http::Response<()>> {
+        let request = Request::post(url.uri.clone())
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Full::new(Bytes::from(body)))
             .ok()?;
@@ -215,28 +280,15 @@ impl HookClient {
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(Ok(response)) => Some(response),
             Ok(Err(error)) => {
-                tracing::warn!(%url, error = %error, "hook request failed");
+                tracing::warn!(url = %url.shown, error = %error, "hook request failed");
                 None
             }
             Err(_) => {
-                tracing::warn!(%url, timeout = ?self.timeout, "hook did not answer in time");
+                tracing::warn!(url = %url.shown, timeout = ?self.timeout, "hook did not answer in time");
                 None
             }
         }
     }
-}
-
-fn parse_hook_url(url: &str) -> Result<Uri, HookError> {
-    let uri: Uri = url.parse().map_err(|source| HookError::InvalidUrl {
-        url: url.to_owned(),
-        source,
-    })?;
-    if uri.scheme_str() != Some("http") {
-        return Err(HookError::UnsupportedScheme {
-            url: url.to_owned(),
-        });
-    }
-    Ok(uri)
 }
 
 /// How an `on_update` answer is read (`None`: unreachable or timed out): 2xx goes on; a strict
@@ -413,7 +465,47 @@ mod tests {
         ));
         assert!(matches!(
             HookClient::new(None, Some("not a url"), Duration::from_secs(1)),
-            Err(HookError::InvalidUrl { .. })
+            Err(HookError::InvalidUrl)
         ));
+    }
+
+    /// Issue 13 item 9: the hook secret travels in the URL's query (or userinfo); neither
+    /// reaches an error's text.
+    #[test]
+    fn hook_errors_never_show_the_secret() {
+        let secret = "hOoKsEcReT42";
+        let https = HookClient::new(
+            Some(&format!(
+                "https://user:{secret}@site.example:8443/hooks/on-publish?secret={secret}"
+            )),
+            None,
+            Duration::from_secs(1),
+        )
+        .err()
+        .expect("https refused");
+        assert_eq!(
+            https.to_string(),
+            "hook URL https://site.example:8443/hooks/on-publish must start with http://"
+        );
+        let invalid = HookClient::new(
+            None,
+            Some(&format!("http://site/ x?secret={secret}")),
+            Duration::from_secs(1),
+        )
+        .err()
+        .expect("invalid URL refused");
+        let userinfo = HookClient::new(
+            Some(&format!("http://ops:{secret}@127.0.0.1:8080/on_publish")),
+            None,
+            Duration::from_secs(1),
+        )
+        .err()
+        .expect("userinfo refused");
+        assert_eq!(
+            userinfo.to_string(),
+            "hook URL http://127.0.0.1:8080/on_publish must not carry user:password@"
+        );
+        let chain = format!("{:?} {}", anyhow::Error::from(invalid), https);
+        assert!(!chain.contains(secret), "{chain}");
     }
 }

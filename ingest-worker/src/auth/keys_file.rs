@@ -169,7 +169,15 @@ pub type SharedKeys = Arc<RwLock<Arc<KeysTable>>>;
 /// Reloads `path` into `keys` whenever its modification time or size changes (checked every
 /// `poll_interval`) or, on Unix, when the process gets SIGHUP. After each successful reload
 /// `on_reload` runs with the new table (the worker cuts off streams whose key was revoked).
-/// A failed reload logs and keeps the previous table. Returns when `cancel` fires.
+/// Returns when `cancel` fires.
+///
+/// A writer that truncates the file and then writes it leaves it empty or cut short for a
+/// moment, and a table read then would revoke every key it lacks, cutting live streams off.
+/// So a changed file is read only once it has stood still for a whole poll interval (SIGHUP
+/// means "done writing" and reads at once), a file that changes while being read is read
+/// again later, and a version that is unreadable, unparsable or lists no channel at all keeps
+/// the previous table, with one warning per version. Writing to a temporary file and renaming
+/// it into place avoids all of it.
 ///
 /// `loaded` is the [`file_stamp`] taken just BEFORE `keys` was loaded, so an edit made between
 /// that load and this call is not missed.
@@ -181,7 +189,8 @@ pub async fn watch(
     on_reload: impl Fn(&KeysTable),
     cancel: CancellationToken,
 ) {
-    let mut last_seen = loaded;
+    let mut last_read = loaded;
+    let mut settling: Option<Option<FileStamp>> = None;
     let mut hangup = hangup_signal();
     let mut ticker = tokio::time::interval(poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -192,11 +201,29 @@ pub async fn watch(
             () = next_hangup(&mut hangup) => true,
         };
         let stamp = file_stamp(&path);
-        if !forced && stamp == last_seen {
+        if !forced && stamp == last_read {
+            settling = None;
             continue;
         }
-        last_seen = stamp;
-        match KeysTable::load(&path) {
+        if !forced && settling != Some(stamp) {
+            settling = Some(stamp);
+            continue;
+        }
+        settling = None;
+        let loaded = KeysTable::load(&path);
+        if file_stamp(&path) != stamp {
+            // Written to while being read: read it again once it stands still.
+            continue;
+        }
+        last_read = stamp;
+        match loaded {
+            Ok(table) if table.len() == 0 => {
+                tracing::warn!(
+                    "keys file lists no channel (empty, or read while being rewritten): keeping \
+                     the previous keys; write keys files to a temporary file and rename it into \
+                     place, and mark channels active = false to revoke them"
+                );
+            }
             Ok(table) => {
                 tracing::info!(channels = table.len(), forced, "keys file reloaded");
                 let table = Arc::new(table);
@@ -207,7 +234,7 @@ pub async fn watch(
                 on_reload(&table);
             }
             Err(error) => {
-                tracing::error!(error = %error, "keys file reload failed; keeping the previous keys");
+                tracing::warn!(error = %error, "keys file reload failed; keeping the previous keys");
             }
         }
     }
@@ -381,6 +408,15 @@ mod tests {
             "bad edit ignored"
         );
         assert_eq!(reloads.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // Issue 13 item 10: an empty file (truncated, not yet written) keeps the keys too.
+        std::fs::write(&path, "").expect("truncate");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(current(&keys).lookup(&benw_key), KeyLookup::Inactive);
+        assert_eq!(reloads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        std::fs::write(&path, FILE).expect("write");
+        wait_until(|| matches!(current(&keys).lookup(&benw_key), KeyLookup::Active(_))).await;
+        assert_eq!(reloads.load(std::sync::atomic::Ordering::SeqCst), 2);
 
         cancel.cancel();
         watcher.await.expect("watcher ends");

@@ -212,10 +212,20 @@ impl Authorizer {
         let Some(hook) = self.hook.as_ref().filter(|hook| hook.has_on_publish()) else {
             return Decision::Refused(RefusalReason::UnknownKey);
         };
-        // With a 2xx the hook declares the publisher's name public (nginx-rtmp semantics, where
-        // the secret usually travels in a query argument); with a 3xx it names the public stream.
+        // With a 3xx the hook names the public stream. A 2xx keeps the presented name, which in
+        // nginx-rtmp setups is usually the secret key itself: published, it would reach object
+        // paths, key URIs and every viewer. So a 2xx only publishes when the operator declared
+        // the hook's names public (the secret then travels in a query argument).
         let public = match hook.on_publish(request).await {
-            HookVerdict::Allowed => request.key.expose().to_owned(),
+            HookVerdict::Allowed if hook.names_are_public() => request.key.expose().to_owned(),
+            HookVerdict::Allowed => {
+                tracing::warn!(
+                    "on_publish hook allowed without a rename (3xx Location): refused, since the \
+                     presented name is the secret stream key (--on-publish-names-are-public \
+                     allows it)"
+                );
+                return Decision::Refused(RefusalReason::HookNoRename);
+            }
             HookVerdict::Renamed(name) => name,
             // 409: the key is fine but its channel is live elsewhere (the edge api's answer
             // while another worker holds the channel's lease). Not a failed key attempt, so a

@@ -27,6 +27,9 @@
 //! key's bytes must not outlive its object anywhere.
 //!
 //! The pool's bookkeeping is pure (`Pool`, fed the time); [`RecyclingFileStore`] does the I/O.
+//!
+//! The key store is a [`RecyclingFileStore::private`]: it never pools (a deleted key is
+//! unlinked at once) and writes owner-only files and folders (see `private`).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -171,6 +174,10 @@ pub struct RecyclingFileStore {
 #[derive(Debug)]
 struct Shared {
     inner: LocalFileSystem,
+    /// The store's root folder.
+    root: PathBuf,
+    /// Key store: PUTs write `0600` files in `0700` folders, and nothing is pooled.
+    private: bool,
     pool_dir: PathBuf,
     /// Distinguishes this process's pooled files from another worker's in a shared directory
     /// (process id and start time).
@@ -184,11 +191,34 @@ impl RecyclingFileStore {
     /// Wraps `inner`, creating the pool directory under its root and removing stale pooled
     /// files an earlier process left there.
     pub fn new(inner: LocalFileSystem, policy: RecyclePolicy) -> std::io::Result<Self> {
+        let store = Self::build(inner, policy, false)?;
+        std::fs::create_dir_all(&store.shared.pool_dir)?;
+        remove_stale_files(&store.shared.pool_dir, SystemTime::now());
+        Ok(store)
+    }
+
+    /// The key store over `inner`: owner-only files and folders, and no pool, so a deleted
+    /// key's bytes never outlive its object in a pooled file.
+    pub fn private(inner: LocalFileSystem) -> std::io::Result<Self> {
+        let never = RecyclePolicy {
+            max_bytes: 0,
+            ..RecyclePolicy::default()
+        };
+        let store = Self::build(inner, never, true)?;
+        super::private::create_root(&store.shared.root)?;
+        Ok(store)
+    }
+
+    fn build(
+        inner: LocalFileSystem,
+        policy: RecyclePolicy,
+        private: bool,
+    ) -> std::io::Result<Self> {
         let pool_dir = inner
             .path_to_filesystem(&Path::from(POOL_DIR))
             .map_err(std::io::Error::other)?;
-        std::fs::create_dir_all(&pool_dir)?;
-        remove_stale_files(&pool_dir, SystemTime::now());
+        // The pool folder is one level under the root by construction.
+        let root = pool_dir.parent().map(PathBuf::from).unwrap_or_default();
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -196,6 +226,8 @@ impl RecyclingFileStore {
         Ok(Self {
             shared: Arc::new(Shared {
                 inner,
+                root,
+                private,
                 pool_dir,
                 instance: format!("{}-{started:x}", std::process::id()),
                 next_file: AtomicU64::new(0),
@@ -294,6 +326,31 @@ impl Shared {
         })
     }
 
+    /// A key store's PUT: folders made `0700` first, the file narrowed to `0600` after.
+    async fn put_private(
+        self: Arc<Self>,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        let file = self.inner.path_to_filesystem(location)?;
+        let io_error = |source: std::io::Error| object_store::Error::Generic {
+            store: "RecyclingFileStore",
+            source: Box::new(source),
+        };
+        let shared = Arc::clone(&self);
+        let prepared_file = file.clone();
+        tokio::task::spawn_blocking(move || {
+            super::private::prepare_parents(&shared.root, &prepared_file)
+        })
+        .await
+        .map_err(|error| io_error(std::io::Error::other(error)))?
+        .map_err(io_error)?;
+        let result = self.inner.put_opts(location, payload, opts).await?;
+        super::private::seal_file(&file).map_err(io_error)?;
+        Ok(result)
+    }
+
     async fn delete(self: Arc<Self>, location: Path) -> Result<Path> {
         let pooling = Arc::clone(&self);
         let pooled_location = location.clone();
@@ -361,6 +418,11 @@ impl ObjectStore for RecyclingFileStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
+        if self.shared.private {
+            return Arc::clone(&self.shared)
+                .put_private(location, payload, opts)
+                .await;
+        }
         let plain_overwrite = matches!(opts.mode, PutMode::Overwrite) && opts.attributes.is_empty();
         let reusable = plain_overwrite
             .then(|| {

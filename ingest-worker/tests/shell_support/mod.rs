@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use gatecast_ingest::config::AdminToken;
 use gatecast_ingest::{Config, Stores, Worker};
 use gatecast_s3::{S3Config, S3Server};
 use gatecast_test_media::Probe;
@@ -83,12 +84,16 @@ pub fn test_config(storage_url: String) -> Config {
     config.media.segments_per_key = 2;
     config.media.playlist_segments = 10;
     config.shutdown_timeout = Duration::from_secs(20);
+    config.admin_token = AdminToken::new(ADMIN_TOKEN);
     config
 }
 
-/// [`test_config`] with `file://` storage under `root`, and its opened stores.
+/// [`test_config`] with `file://` storage under `root`, and its opened stores. The key store
+/// is a store of its own (owner-only files) over the same folder, so the checks below find
+/// `live/` and `keys/` side by side.
 pub fn file_config(root: &std::path::Path) -> (Config, Stores) {
-    let config = test_config(format!("file://{}", root.display()));
+    let mut config = test_config(format!("file://{}", root.display()));
+    config.storage.keys_url = Some(config.storage.media_url.clone());
     let stores = Stores::open(&config.storage).expect("file stores open");
     (config, stores)
 }
@@ -134,6 +139,12 @@ impl RunningWorker {
         http_request(self.admin, "POST", path, "").await
     }
 
+    /// POST on the admin port with `Authorization: Bearer` [`ADMIN_TOKEN`].
+    pub async fn admin_post_authorized(&self, path: &str) -> (u16, String) {
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        http_request_with(self.admin, "POST", path, &[("Authorization", &bearer)], "").await
+    }
+
     /// One sample from `/metrics`, by its full name with labels.
     pub async fn metric_owned(&self, series: String) -> f64 {
         self.metric(&series).await
@@ -148,13 +159,31 @@ impl RunningWorker {
     }
 }
 
+/// The admin token [`test_config`] sets.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// A minimal HTTP/1.1 client over a raw TCP socket (no client library: the request is tiny and
 /// this keeps the test independent of the worker's own HTTP client).
 pub async fn http_request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_request_with(addr, method, path, &[], body).await
+}
+
+/// [`http_request`] with extra request headers.
+pub async fn http_request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     socket.write_all(request.as_bytes()).await.expect("write");

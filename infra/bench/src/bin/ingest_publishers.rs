@@ -448,6 +448,7 @@ struct Gatecast {
 
 /// Bucket and credentials of the embedded S3 endpoint (`--storage s3`).
 const S3_BUCKET: &str = "bench-media";
+const S3_KEY_BUCKET: &str = "bench-keys";
 const S3_ACCESS_KEY: &str = "bench-access";
 const S3_SECRET_KEY: &str = "bench-secret-0123456789";
 
@@ -471,11 +472,18 @@ impl Gatecast {
         let storage = work.join("storage");
         std::fs::create_dir_all(&storage)?;
         let (storage_args, s3) = match storage_kind {
-            "file" => (vec![format!("file://{}", storage.display())], None),
+            "file" => (
+                vec![
+                    format!("file://{}", storage.join("media").display()),
+                    "--key-storage".to_owned(),
+                    format!("file://{}", storage.join("keys").display()),
+                ],
+                None,
+            ),
             "s3" => {
                 let config = gatecast_dev::stack::S3Config {
                     root: storage,
-                    buckets: vec![S3_BUCKET.to_owned()],
+                    buckets: vec![S3_BUCKET.to_owned(), S3_KEY_BUCKET.to_owned()],
                     access_key: S3_ACCESS_KEY.to_owned(),
                     secret_key: S3_SECRET_KEY.to_owned(),
                 };
@@ -484,6 +492,8 @@ impl Gatecast {
                         .await?;
                 let args = vec![
                     format!("s3://{S3_BUCKET}"),
+                    "--key-storage".to_owned(),
+                    format!("s3://{S3_KEY_BUCKET}"),
                     "--s3-endpoint".to_owned(),
                     format!("http://{}", server.addr()),
                 ];

@@ -79,6 +79,18 @@ pub struct RtmpConfig {
     pub app: String,
     /// Cap on simultaneous connections; the excess is closed right after accept.
     pub max_connections: usize,
+    /// Cap on simultaneous connections from one client address (an IPv6 /64 counts as one),
+    /// checked first at accept, before the handshake: one client cannot hold every slot.
+    pub max_connections_per_address: usize,
+    /// A connection must have its publish accepted within this time of connecting (and of its
+    /// previous publish ending), or it is closed: an unauthenticated connection holds its slot
+    /// for no longer.
+    pub publish_deadline: Duration,
+    /// Bytes a connection may send after the handshake before its publish is accepted. The
+    /// commands before a publish take a few hundred bytes; without this cap each
+    /// unauthenticated connection could make the RTMP session buffer a message up to
+    /// `max_message_size`. Media messages get `max_message_size` once the key is verified.
+    pub max_preauth_bytes: usize,
     /// The RTMP handshake must complete within this time.
     pub handshake_timeout: Duration,
     /// A connection that sends nothing for this long is closed.
@@ -225,6 +237,9 @@ impl Config {
                 listen: loopback,
                 app: "live".to_owned(),
                 max_connections: 64,
+                max_connections_per_address: 8,
+                publish_deadline: Duration::from_secs(10),
+                max_preauth_bytes: 64 << 10,
                 handshake_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(30),
                 max_chunk_size: 1 << 20,

@@ -4,7 +4,13 @@
 //! Everything that can go wrong on a connection ends that connection only: protocol errors,
 //! timeouts, oversized input and even a panic inside `rml_rtmp` (caught around
 //! `ServerSession::handle_input`) become a [`ConnectionError`] that is logged in the
-//! connection's span. A publish that was live when the connection ends is still finished
+//! connection's span.
+//!
+//! Until its publish is accepted a connection is a stranger, and is kept on a short leash: it
+//! must publish within `publish_deadline` of connecting (handshake included), and may send at
+//! most `max_preauth_bytes` meanwhile, so it can neither hold its slot nor make the session
+//! buffer a large message. `rml_rtmp` reserves address space for a message as soon as a chunk
+//! header declares its length, but only what arrives is ever written to, and that is capped. A publish that was live when the connection ends is still finished
 //! cleanly: the open segment is flushed and the playlist gets `#EXT-X-ENDLIST`.
 
 use std::net::SocketAddr;
@@ -23,13 +29,13 @@ use rml_rtmp::sessions::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
 use crate::auth::{ConnectInfo, Decision, PublishRequest};
+use crate::listener::ConnectionSlot;
 use crate::media::{KeySource, LivePlaylist, MediaConfig, MediaError, Pipeline, PlaylistConfig};
 use crate::metrics::RefusalReason;
 use crate::server::Shared;
@@ -67,9 +73,12 @@ pub enum ConnectionError {
     /// Nothing was received for `idle_timeout`.
     #[error("idle for too long")]
     IdleTimeout,
-    /// The connection did not publish anything for `idle_timeout`.
+    /// The connection had no publish accepted within `publish_deadline`.
     #[error("connected without publishing for too long")]
     NotPublishing,
+    /// The connection sent more than `max_preauth_bytes` before its publish was accepted.
+    #[error("{0} bytes sent before publishing, above the limit")]
+    PreauthTooLarge(usize),
     /// The peer did not read our responses for `idle_timeout`.
     #[error("peer does not read")]
     WriteTimeout,
@@ -101,7 +110,7 @@ impl KeySource for OsRandom {
 }
 
 /// Runs one accepted connection to its end, inside a span carrying `conn_id` and `peer`.
-/// `slot` is the connection's permit under the cap; it is given back just before the
+/// `slot` is the connection's share of the caps; it is given back just before the
 /// connection stops counting as open, so a client that sees `connections_open` fall can
 /// connect again at once.
 pub async fn handle_connection(
@@ -110,13 +119,15 @@ pub async fn handle_connection(
     peer: SocketAddr,
     conn_id: u64,
     shutdown: CancellationToken,
-    slot: OwnedSemaphorePermit,
+    slot: ConnectionSlot,
 ) {
     let span = tracing::info_span!("connection", conn_id, peer = %peer);
     async move {
         shared.metrics.handle_connection_opened();
         tracing::debug!("accepted");
         let mut connection = Connection {
+            accepted_at: Instant::now(),
+            preauth_bytes: 0,
             shared: Arc::clone(&shared),
             socket,
             peer,
@@ -235,6 +246,10 @@ fn forward_segments(
 }
 
 struct Connection {
+    /// When the connection was accepted: the publish deadline starts there.
+    accepted_at: Instant,
+    /// Bytes received since the handshake while not publishing (see `count_preauth`).
+    preauth_bytes: usize,
     shared: Arc<Shared>,
     socket: TcpStream,
     peer: SocketAddr,
@@ -261,29 +276,39 @@ enum Track {
 
 impl Connection {
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), ConnectionError> {
+        let rtmp = &self.shared.rtmp;
+        let handshake_deadline =
+            self.accepted_at + rtmp.handshake_timeout.min(rtmp.publish_deadline);
         let leftover = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            leftover = self.handshake() => leftover?,
+            leftover = self.handshake(handshake_deadline) => leftover?,
         };
         let (mut session, initial) = ServerSession::new(ServerSessionConfig::new())?;
         self.write_results(initial).await?;
+        self.count_preauth(leftover.len())?;
         self.handle_bytes(&mut session, &leftover, shutdown).await?;
 
         let mut buf = vec![0u8; READ_CHUNK];
-        // A connection that does not publish is closed after `idle_timeout` even if it keeps
+        // A connection that does not publish is closed at the publish deadline even if it keeps
         // sending (pings, junk commands): otherwise it could hold a connection slot forever.
-        let mut not_publishing_since = Some(Instant::now());
+        let mut not_publishing_since = Some(self.accepted_at);
         loop {
             match (&self.publish, not_publishing_since) {
                 (PublishState::Live(_), _) => not_publishing_since = None,
-                (PublishState::Idle, None) => not_publishing_since = Some(Instant::now()),
+                (PublishState::Idle, None) => {
+                    not_publishing_since = Some(Instant::now());
+                    self.preauth_bytes = 0;
+                }
                 (PublishState::Idle, Some(_)) => {}
             }
             let publish_deadline =
-                not_publishing_since.map(|since| since + self.shared.rtmp.idle_timeout);
+                not_publishing_since.map(|since| since + self.shared.rtmp.publish_deadline);
             let cutoff = self.publish.cutoff();
             let read = tokio::select! {
-                () = sleep_until(publish_deadline) => return Err(ConnectionError::NotPublishing),
+                () = sleep_until(publish_deadline) => {
+                    self.shared.metrics.handle_refused(RefusalReason::PublishDeadline);
+                    return Err(ConnectionError::NotPublishing);
+                }
                 () = shutdown.cancelled() => {
                     self.finish_publish("worker shutting down");
                     return Ok(());
@@ -300,13 +325,30 @@ impl Connection {
             }
             self.input_arrived_at = std::time::Instant::now();
             self.shared.metrics.handle_bytes_received(count);
+            if matches!(self.publish, PublishState::Idle) {
+                self.count_preauth(count)?;
+            }
             self.handle_bytes(&mut session, &buf[..count], shutdown)
                 .await?;
         }
     }
 
-    /// Runs the server side of the RTMP handshake; returns bytes that followed it.
-    async fn handshake(&mut self) -> Result<Vec<u8>, ConnectionError> {
+    /// Counts `bytes` received while not publishing against `max_preauth_bytes`, before they
+    /// reach the session.
+    fn count_preauth(&mut self, bytes: usize) -> Result<(), ConnectionError> {
+        self.preauth_bytes = self.preauth_bytes.saturating_add(bytes);
+        if self.preauth_bytes > self.shared.rtmp.max_preauth_bytes {
+            self.shared
+                .metrics
+                .handle_refused(RefusalReason::PreauthTooLarge);
+            return Err(ConnectionError::PreauthTooLarge(self.preauth_bytes));
+        }
+        Ok(())
+    }
+
+    /// Runs the server side of the RTMP handshake, which must end by `deadline`; returns bytes
+    /// that followed it.
+    async fn handshake(&mut self, deadline: Instant) -> Result<Vec<u8>, ConnectionError> {
         let mut handshake = Handshake::new(PeerType::Server);
         let mut buf = vec![0u8; 4096];
         let exchange = async {
@@ -330,7 +372,7 @@ impl Connection {
                 }
             }
         };
-        tokio::time::timeout(self.shared.rtmp.handshake_timeout, exchange)
+        tokio::time::timeout_at(deadline, exchange)
             .await
             .map_err(|_| ConnectionError::HandshakeTimeout)?
     }

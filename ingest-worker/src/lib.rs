@@ -5,7 +5,8 @@
 //!   streams → MPEG-TS → segmenter → AES-128 encryptor, and the live playlist state.
 //! - The I/O shell around it (tokio), mini-redis style:
 //!   - [`server`]: [`Worker`] binds, runs and shuts down everything; [`run`] in one call.
-//!   - `listener`: accept loop, connection cap (`Semaphore`), one task per connection.
+//!   - `listener`: accept loop, connection caps (per client address, then worker-wide with a
+//!     `Semaphore`), one task per connection.
 //!   - `connection`: handshake and `rml_rtmp` session, publish accept/reject, media into the
 //!     pipeline. A bad connection ends only itself.
 //!   - `auth`: keys file (reloaded on change/SIGHUP), nginx-rtmp `on_publish` hooks, per-client

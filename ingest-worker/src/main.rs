@@ -128,6 +128,24 @@ struct Cli {
     /// Maximum simultaneous RTMP connections.
     #[arg(long, env = "GATECAST_MAX_CONNECTIONS", default_value_t = 256)]
     max_connections: usize,
+    /// Maximum simultaneous RTMP connections from one client address (an IPv6 /64 counts as
+    /// one); further ones are closed at accept, before the handshake. Raise it for encoders
+    /// behind one NAT address.
+    #[arg(
+        long,
+        env = "GATECAST_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 8
+    )]
+    max_connections_per_address: usize,
+    /// Seconds from connecting (handshake included) to an accepted publish; a connection that
+    /// has not published by then is closed.
+    #[arg(long, env = "GATECAST_PUBLISH_DEADLINE_SECS", default_value_t = 10)]
+    publish_deadline_secs: u64,
+    /// KiB a connection may send after the handshake before its publish is accepted (the
+    /// commands before a publish take well under 1 KiB); media messages get --max-message-mb
+    /// only once the key is verified.
+    #[arg(long, env = "GATECAST_MAX_PREAUTH_KIB", default_value_t = 64)]
+    max_preauth_kib: usize,
     /// Upload buffer cap per stream, in MiB; past it the oldest unsent segments are dropped.
     #[arg(long, env = "GATECAST_MAX_BUFFER_MB", default_value_t = 64)]
     max_buffer_mb: usize,
@@ -173,6 +191,10 @@ impl Cli {
             self.playlist_segments > 0,
             "--playlist-segments must be at least 1"
         );
+        ensure!(
+            self.publish_deadline_secs > 0,
+            "--publish-deadline-secs must be at least 1"
+        );
         let admin_token = match self.admin_token {
             Some(token) => Some(AdminToken::new(token).with_context(|| {
                 format!(
@@ -186,6 +208,9 @@ impl Cli {
         config.rtmp.listen = self.listen;
         config.rtmp.app = self.app;
         config.rtmp.max_connections = self.max_connections;
+        config.rtmp.max_connections_per_address = self.max_connections_per_address;
+        config.rtmp.publish_deadline = Duration::from_secs(self.publish_deadline_secs);
+        config.rtmp.max_preauth_bytes = self.max_preauth_kib << 10;
         config.rtmp.handshake_timeout = Duration::from_secs(self.handshake_timeout_secs);
         config.rtmp.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
         config.rtmp.max_chunk_size = self.max_chunk_size;

@@ -41,10 +41,17 @@ pub enum RefusalReason {
     /// `Location`), and `--on-publish-names-are-public` is off: publishing under the presented
     /// name would make the secret stream key public.
     HookNoRename,
+    /// The client's address already holds `--max-connections-per-address` connections; the
+    /// new one was closed at accept, before the handshake.
+    TooManyFromAddress,
+    /// The connection did not publish within `--publish-deadline-secs` of connecting.
+    PublishDeadline,
+    /// The connection sent more than `--max-preauth-kib` before its publish was accepted.
+    PreauthTooLarge,
 }
 
 impl RefusalReason {
-    const ALL: [Self; 12] = [
+    const ALL: [Self; 15] = [
         Self::WrongApp,
         Self::UnknownKey,
         Self::InactiveKey,
@@ -57,6 +64,9 @@ impl RefusalReason {
         Self::TooManyConnections,
         Self::UpdateRefused,
         Self::HookNoRename,
+        Self::TooManyFromAddress,
+        Self::PublishDeadline,
+        Self::PreauthTooLarge,
     ];
 
     /// The label value, stable for dashboards.
@@ -74,6 +84,9 @@ impl RefusalReason {
             Self::TooManyConnections => "too_many_connections",
             Self::UpdateRefused => "update_refused",
             Self::HookNoRename => "hook_no_rename",
+            Self::TooManyFromAddress => "too_many_from_address",
+            Self::PublishDeadline => "publish_deadline",
+            Self::PreauthTooLarge => "preauth_too_large",
         }
     }
 

@@ -18,7 +18,7 @@ use crate::auth::hook::HookClient;
 use crate::auth::keys_file::{self, KeysTable, SharedKeys};
 use crate::auth::rate_limit::FailedAttemptLimiter;
 use crate::config::{Config, MediaSettings, RtmpConfig};
-use crate::listener::Listener;
+use crate::listener::{AddressSlots, Listener};
 use crate::media::SegmentBuffers;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -210,6 +210,7 @@ impl Worker {
             listener: rtmp_listener,
             shared: Arc::clone(&shared),
             limit: Arc::new(Semaphore::new(max_connections.max(1))),
+            per_address: AddressSlots::new(shared.rtmp.max_connections_per_address),
             shutdown: stop.clone(),
         };
         shared.tracker.spawn(listener.run());

@@ -7,6 +7,7 @@
 
 mod shell_support;
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Stdio;
@@ -14,7 +15,12 @@ use std::time::Duration;
 
 use gatecast_ingest::Stores;
 use shell_support::*;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
+
+/// The attacker's source address; ffmpeg publishes from 127.0.0.1.
+const ATTACKER: &str = "127.0.0.2:0";
 
 /// Request headers of one admin request.
 type Headers<'a> = Vec<(&'a str, &'a str)>;
@@ -349,6 +355,137 @@ async fn item13_admin_cutoff_needs_the_token() {
     assert_eq!(worker.admin_post_authorized(path).await.0, 403);
     assert_eq!(worker.admin_get("/metrics").await.0, 200);
     worker.shutdown().await.unwrap();
+}
+
+/// Issue 13 item 6: one address opening handshaken idle connections. It gets its cap of them
+/// (closed at once past it, before any handshake byte), each is closed at the publish deadline
+/// and gives its slot back, and all the while a publisher from another address publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item6_one_address_cannot_hold_every_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    let keys = dir.path().join("keys.toml");
+    write_keys_file(&keys, &[("slotsKeyMia6", "mia", true)]);
+    let (mut config, stores) = file_config(&media);
+    config.auth.keys_file = Some(keys);
+    config.rtmp.max_connections = 6;
+    config.rtmp.max_connections_per_address = 4;
+    let deadline = Duration::from_secs(8);
+    config.rtmp.publish_deadline = deadline;
+    let worker = start_worker(config, stores).await;
+
+    let attack_started = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(handshaken(worker.rtmp).await);
+    }
+    let mut over = connect_from_attacker(worker.rtmp).await;
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), over.read_to_end(&mut sink)).await;
+    assert!(
+        closed.is_ok_and(|read| read.is_ok()) && sink.is_empty(),
+        "over its address's cap: closed without a byte"
+    );
+    assert_eq!(worker.metric(&refused("too_many_from_address")).await, 1.0);
+    assert_eq!(worker.metric("gatecast_ingest_connections_open").await, 4.0);
+
+    // Another address publishes while the attacker holds its four.
+    let mia = spawn_publisher(&worker.url("slotsKeyMia6"), 6);
+    let playlist = media.join("live/mia/index.m3u8");
+    wait_for("mia live", Duration::from_secs(15), || playlist.exists()).await;
+    assert!(
+        attack_started.elapsed() < deadline,
+        "mia went live while the idle connections were open"
+    );
+
+    // Each idle connection is closed at the deadline, not before.
+    for mut connection in idle {
+        let mut sink = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(15), connection.read_to_end(&mut sink)).await;
+        assert!(read.is_ok(), "closed at the deadline");
+    }
+    let waited = attack_started.elapsed();
+    assert!(
+        waited >= deadline && waited < deadline + Duration::from_secs(4),
+        "{waited:?}"
+    );
+    assert_eq!(worker.metric(&refused("publish_deadline")).await, 4.0);
+    finish_publish(
+        mia,
+        &playlist,
+        "the publisher from another address",
+        Duration::from_secs(10),
+    )
+    .await;
+    verify_finished_stream(&media, "mia", 2).await;
+    // The slots came back: the attacker's address connects again.
+    drop(handshaken(worker.rtmp).await);
+    worker.shutdown().await.unwrap();
+}
+
+/// Issue 13 item 6: before its publish is accepted a connection may send a few KiB, not a media
+/// message. One that announces a 1 MiB message (under the 8 MiB media cap) is closed after at
+/// most 64 KiB, and the live publisher next to it does not notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item6_oversized_preauth_message_ends_only_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    let keys = dir.path().join("keys.toml");
+    write_keys_file(&keys, &[("preauthKeyNoah6", "noah", true)]);
+    let (mut config, stores) = file_config(&media);
+    config.auth.keys_file = Some(keys);
+    let worker = start_worker(config, stores).await;
+    let noah = spawn_publisher(&worker.url("preauthKeyNoah6"), 8);
+    let playlist = media.join("live/noah/index.m3u8");
+    wait_for("noah live", Duration::from_secs(15), || playlist.exists()).await;
+
+    // fmt 0, csid 4, timestamp 0, length 1 MiB, type 20 (AMF0 command), message stream 0,
+    // then well-formed 128-byte chunks.
+    let mut hostile = handshaken(worker.rtmp).await;
+    let mut message = vec![0x04, 0, 0, 0, 0x10, 0, 0, 0x14, 0, 0, 0, 0];
+    message.extend_from_slice(&[0x02; 128]);
+    let continuation: Vec<u8> = std::iter::once(0xc4).chain([0x41; 128]).collect();
+    let mut sent = message.len();
+    let mut cut = hostile.write_all(&message).await.is_err();
+    while !cut && sent < 1 << 20 {
+        cut = hostile.write_all(&continuation).await.is_err();
+        sent += continuation.len();
+    }
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), hostile.read_to_end(&mut sink)).await;
+    assert!(cut || closed.is_ok(), "the hostile connection is closed");
+    // Counted only past the 64 KiB pre-auth cap: the session never buffered the message whole.
+    assert_eq!(worker.metric(&refused("preauth_too_large")).await, 1.0);
+
+    finish_publish(
+        noah,
+        &playlist,
+        "the live publisher",
+        Duration::from_secs(10),
+    )
+    .await;
+    verify_finished_stream(&media, "noah", 2).await;
+    worker.shutdown().await.unwrap();
+}
+
+/// A TCP connection from [`ATTACKER`].
+async fn connect_from_attacker(to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(ATTACKER.parse().unwrap()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// A connection from [`ATTACKER`] with the RTMP handshake done by hand (C0+C1, S0+S1+S2, C2
+/// echoing S1), then silent.
+async fn handshaken(to: SocketAddr) -> TcpStream {
+    let mut stream = connect_from_attacker(to).await;
+    stream.write_all(&[0x03]).await.unwrap();
+    stream.write_all(&[7u8; 1536]).await.unwrap();
+    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
+    stream.read_exact(&mut s0s1s2).await.unwrap();
+    stream.write_all(&s0s1s2[1..1537]).await.unwrap();
+    stream
 }
 
 fn mode(path: &Path) -> u32 {

@@ -279,6 +279,7 @@ async fn connection_cap_message_cap_and_play_refusal() {
     config.rtmp.max_connections = 1;
     config.rtmp.max_message_size = 64 * 1024;
     config.rtmp.idle_timeout = Duration::from_secs(2);
+    config.rtmp.publish_deadline = Duration::from_secs(2);
     let worker = start_worker(config, stores).await;
 
     let holder = tokio::net::TcpStream::connect(worker.rtmp).await.unwrap();
@@ -333,7 +334,7 @@ async fn connection_cap_message_cap_and_play_refusal() {
     );
 
     // A connection that keeps talking (acknowledgements every 300 ms) but never publishes
-    // is closed after the idle timeout all the same.
+    // is closed at the publish deadline all the same.
     let mut chatty = tokio::net::TcpStream::connect(worker.rtmp).await.unwrap();
     chatty.write_all(&[0x03]).await.unwrap();
     chatty.write_all(&[5u8; 1536]).await.unwrap();
@@ -352,7 +353,7 @@ async fn connection_cap_message_cap_and_play_refusal() {
     assert!(chatty_cut, "a connection that never publishes is closed");
     assert!(
         started.elapsed() >= Duration::from_secs(2),
-        "not before the idle timeout"
+        "not before the publish deadline"
     );
     wait_for_metric(&worker, "gatecast_ingest_connections_open", 0.0).await;
 

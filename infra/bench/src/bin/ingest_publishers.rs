@@ -515,8 +515,10 @@ impl Gatecast {
             .env("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
             .args(["--segment-seconds", &SEGMENT_SECONDS.to_string()])
             .args(["--segments-per-key", &SEGMENTS_PER_KEY.to_string()])
-            // The default cap (256) is a safety limit, not a capacity: lift it past N.
+            // The default caps (256, 8 per address) are safety limits, not a capacity: every
+            // publisher here comes from loopback, so lift both past N.
             .args(["--max-connections", &(streams + 16).to_string()])
+            .args(["--max-connections-per-address", &(streams + 16).to_string()])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .kill_on_drop(true)

@@ -1,6 +1,6 @@
 //! The worker's typed configuration.
 //!
-//! Only the binary parses flags and environment (style rule 14); everything here is plain data so
+//! Only the binary parses flags and environment; everything here is plain data so
 //! tests and the dev launcher can build a [`Config`] directly, usually from [`Config::local`].
 
 use std::net::SocketAddr;
@@ -166,11 +166,12 @@ impl std::fmt::Debug for AuthConfig {
 pub struct StorageConfig {
     /// `file:///path` or `s3://bucket[/prefix]` for playlists and segments.
     pub media_url: String,
-    /// Location of key objects (same URL forms), apart from the media: required unless
-    /// `insecure_keys_in_media_store`.
+    /// Location of key objects (same URL forms), apart from the media (neither the media
+    /// location nor inside it): required unless `insecure_keys_in_media_store`.
     pub keys_url: Option<String>,
-    /// Without `keys_url`, write keys into the media store. Anyone who can read the media
-    /// store (a public or CDN-fronted bucket, a web server's folder) then reads the keys too.
+    /// Allow keys in the media store: without `keys_url`, or with a `keys_url` inside
+    /// `media_url`. Anyone who can read the media store (a public or CDN-fronted bucket, a web
+    /// server's folder) then reads the keys too.
     pub insecure_keys_in_media_store: bool,
     /// S3 options, used by `s3://` URLs.
     pub s3: S3Options,

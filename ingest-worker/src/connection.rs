@@ -540,7 +540,7 @@ impl Connection {
     }
 
     /// Verifies the key, then accepts or rejects the publish: policy and the `rml_rtmp`
-    /// accept/reject call live in this one function (style rule 4).
+    /// accept/reject call live in this one function, so no path accepts without the check.
     async fn handle_publish_requested(
         &mut self,
         session: &mut ServerSession,

@@ -91,8 +91,8 @@ struct Cli {
     /// --insecure-keys-in-media-storage is given.
     #[arg(long, env = "GATECAST_KEY_STORAGE")]
     key_storage: Option<String>,
-    /// Without --key-storage, write keys into the media storage, where whoever reads the media
-    /// (a public or CDN-fronted bucket) reads the keys too.
+    /// Allow keys in the media storage (no --key-storage, or one inside --storage), where
+    /// whoever reads the media (a public or CDN-fronted bucket) reads the keys too.
     #[arg(long, env = "GATECAST_INSECURE_KEYS_IN_MEDIA_STORAGE")]
     insecure_keys_in_media_storage: bool,
     /// S3 endpoint, e.g. http://127.0.0.1:9000 (path-style; plain HTTP allowed).

@@ -37,6 +37,18 @@ pub enum StorageError {
     /// `s3://` without a bucket name.
     #[error("storage URL {0:?} names no bucket")]
     MissingBucket(String),
+    /// The key store is the media store, or inside it (`s3://b` and `s3://b/keys`), and
+    /// sharing was not opted into.
+    #[error(
+        "key storage {keys:?} is inside media storage {media:?}: keys must not be stored with \
+         the media (public or CDN-fronted); pass --insecure-keys-in-media-storage to accept that"
+    )]
+    KeysInMediaStore {
+        /// The key storage URL.
+        keys: String,
+        /// The media storage URL.
+        media: String,
+    },
     /// No key store was named and sharing the media store was not opted into.
     #[error(
         "no key storage: keys must not be stored with the media (public or CDN-fronted); name a \
@@ -79,6 +91,12 @@ impl Stores {
     pub fn open(config: &StorageConfig) -> Result<Self, StorageError> {
         let media = open_url(&config.media_url, &config.s3, Access::Public)?;
         let keys = match &config.keys_url {
+            Some(url) if !config.insecure_keys_in_media_store && nested(&config.media_url, url) => {
+                return Err(StorageError::KeysInMediaStore {
+                    keys: url.clone(),
+                    media: config.media_url.clone(),
+                });
+            }
             Some(url) => open_url(url, &config.s3, Access::Private)?,
             None if config.insecure_keys_in_media_store => Arc::clone(&media),
             None => return Err(StorageError::NoKeyStore),
@@ -93,6 +111,18 @@ impl Stores {
             keys: store,
         }
     }
+}
+
+/// Whether one storage URL is the other or lies inside it (compared as written, trailing
+/// slashes aside).
+fn nested(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim_end_matches('/'), b.trim_end_matches('/'));
+    let inside = |outer: &str, inner: &str| {
+        inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    inside(a, b) || inside(b, a)
 }
 
 /// Who may read a store's objects.
@@ -206,7 +236,8 @@ mod tests {
         assert!(nested.is_dir());
     }
 
-    /// Issue 13 item 11: without a key store the worker does not start, unless told to share.
+    /// Issue 13 item 11: without a key store of its own the worker does not start, unless told
+    /// to share.
     #[test]
     fn keys_need_their_own_store() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -215,7 +246,25 @@ mod tests {
             Stores::open(&config),
             Err(StorageError::NoKeyStore)
         ));
+        for inside in [
+            config.media_url.clone(),
+            format!("{}/", config.media_url),
+            format!("{}/keys", config.media_url),
+        ] {
+            config.keys_url = Some(inside);
+            assert!(matches!(
+                Stores::open(&config),
+                Err(StorageError::KeysInMediaStore { .. })
+            ));
+        }
         config.insecure_keys_in_media_store = true;
         assert!(Stores::open(&config).is_ok());
+        config.keys_url = None;
+        assert!(Stores::open(&config).is_ok());
+        assert!(!nested("s3://media", "s3://media-keys"));
+        assert!(!nested(
+            "file://./.gatecast/media",
+            "file://./.gatecast/keys"
+        ));
     }
 }

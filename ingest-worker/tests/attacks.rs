@@ -220,23 +220,40 @@ async fn item10_truncated_keys_file_cuts_nobody_off() {
 }
 
 /// Issue 13 item 11: keys never land in the media storage (public or CDN-fronted) by default.
-/// The binary refuses to start with `s3://` or custom `file://` media and no `--key-storage`;
+/// The binary refuses to start with `s3://` or custom `file://` media and no `--key-storage`,
+/// or with a `--key-storage` inside the media storage;
 /// with the default media folder its keys go to a folder of their own. A `file://` key store
 /// writes `0600` files in `0700` folders, and the stream published through it plays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item11_keys_stay_out_of_the_media_storage() {
     let dir = tempfile::tempdir().unwrap();
     let media_url = format!("file://{}", dir.path().join("public").display());
-    for storage in ["s3://media", media_url.as_str()] {
+    let inside = format!("{media_url}/keys");
+    let refusals = [
+        vec!["--storage", "s3://media"],
+        vec!["--storage", &media_url],
+        vec![
+            "--storage",
+            "s3://media",
+            "--key-storage",
+            "s3://media/keys",
+        ],
+        vec!["--storage", &media_url, "--key-storage", &inside],
+    ];
+    for storage in &refusals {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatecast-ingest"))
             .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-            .args(["--storage", storage, "--s3-endpoint", "http://127.0.0.1:9"])
+            .args(["--s3-endpoint", "http://127.0.0.1:9"])
+            .args(storage)
             .output()
             .await
             .unwrap();
-        assert!(!output.status.success(), "{storage} without --key-storage");
+        assert!(!output.status.success(), "{storage:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("--key-storage"), "{stderr}");
+        assert!(
+            stderr.contains("--insecure-keys-in-media-storage"),
+            "{stderr}"
+        );
     }
 
     // The default media folder gets the default key folder beside it.

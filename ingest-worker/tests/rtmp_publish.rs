@@ -16,6 +16,7 @@ fn file_store(dir: &std::path::Path) -> (String, Stores) {
     let url = format!("file://{}", dir.display());
     let mut storage = gatecast_ingest::Config::local(url.clone()).storage;
     storage.keys_url = Some(url.clone());
+    storage.insecure_keys_in_media_store = true;
     let stores = Stores::open(&storage).expect("store");
     (url, stores)
 }

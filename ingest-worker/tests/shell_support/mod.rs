@@ -90,10 +90,11 @@ pub fn test_config(storage_url: String) -> Config {
 
 /// [`test_config`] with `file://` storage under `root`, and its opened stores. The key store
 /// is a store of its own (owner-only files) over the same folder, so the checks below find
-/// `live/` and `keys/` side by side.
+/// `live/` and `keys/` side by side: sharing is the explicit opt-in.
 pub fn file_config(root: &std::path::Path) -> (Config, Stores) {
     let mut config = test_config(format!("file://{}", root.display()));
     config.storage.keys_url = Some(config.storage.media_url.clone());
+    config.storage.insecure_keys_in_media_store = true;
     let stores = Stores::open(&config.storage).expect("file stores open");
     (config, stores)
 }

@@ -159,18 +159,16 @@ async fn item9_hook_secret_never_reaches_the_logs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item10_truncated_keys_file_cuts_nobody_off() {
     let dir = tempfile::tempdir().unwrap();
-    let media = dir.path().join("media");
-    let keys = dir.path().join("keys.toml");
     let (spare, live) = ("spareKeyJudy10", "liveKeyIvan10");
     // The spare channel first: a prefix of the file that stops after it parses, and would
     // revoke the live one if it were ever read.
-    write_keys_file(&keys, &[(spare, "judy", true), (live, "ivan", true)]);
+    let (media, config) =
+        keys_file_config(dir.path(), &[(spare, "judy", true), (live, "ivan", true)]);
+    let keys = dir.path().join("keys.toml");
     let full = std::fs::read_to_string(&keys).unwrap();
     let prefix_end = full.find(live).unwrap();
     let prefix = &full[..full[..prefix_end].rfind("[[channel]]").unwrap()];
-    let (mut config, stores) = file_config(&media);
-    config.auth.keys_file = Some(keys.clone());
-    let worker = start_worker(config, stores).await;
+    let worker = start_worker(config.clone(), Stores::open(&config.storage).unwrap()).await;
 
     let ivan = spawn_publisher(&worker.url(live), 40);
     let playlist = media.join("live/ivan/index.m3u8");
@@ -320,12 +318,8 @@ async fn item11_keys_stay_out_of_the_media_storage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item13_admin_cutoff_needs_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let media = dir.path().join("media");
-    let keys = dir.path().join("keys.toml");
-    write_keys_file(&keys, &[("adminKeyLena13", "lena", true)]);
-    let (mut config, stores) = file_config(&media);
-    config.auth.keys_file = Some(keys);
-    let worker = start_worker(config.clone(), stores).await;
+    let (media, mut config) = keys_file_config(dir.path(), &[("adminKeyLena13", "lena", true)]);
+    let worker = start_worker(config.clone(), Stores::open(&config.storage).unwrap()).await;
     let lena = spawn_publisher(&worker.url("adminKeyLena13"), 30);
     let playlist = media.join("live/lena/index.m3u8");
     wait_for("lena live", Duration::from_secs(15), || playlist.exists()).await;
@@ -380,16 +374,12 @@ async fn item13_admin_cutoff_needs_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item6_one_address_cannot_hold_every_slot() {
     let dir = tempfile::tempdir().unwrap();
-    let media = dir.path().join("media");
-    let keys = dir.path().join("keys.toml");
-    write_keys_file(&keys, &[("slotsKeyMia6", "mia", true)]);
-    let (mut config, stores) = file_config(&media);
-    config.auth.keys_file = Some(keys);
+    let (media, mut config) = keys_file_config(dir.path(), &[("slotsKeyMia6", "mia", true)]);
     config.rtmp.max_connections = 6;
     config.rtmp.max_connections_per_address = 4;
     let deadline = Duration::from_secs(8);
     config.rtmp.publish_deadline = deadline;
-    let worker = start_worker(config, stores).await;
+    let worker = start_worker(config.clone(), Stores::open(&config.storage).unwrap()).await;
 
     let attack_started = Instant::now();
     let mut idle = Vec::new();
@@ -447,12 +437,8 @@ async fn item6_one_address_cannot_hold_every_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item6_oversized_preauth_message_ends_only_its_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let media = dir.path().join("media");
-    let keys = dir.path().join("keys.toml");
-    write_keys_file(&keys, &[("preauthKeyNoah6", "noah", true)]);
-    let (mut config, stores) = file_config(&media);
-    config.auth.keys_file = Some(keys);
-    let worker = start_worker(config, stores).await;
+    let (media, config) = keys_file_config(dir.path(), &[("preauthKeyNoah6", "noah", true)]);
+    let worker = start_worker(config.clone(), Stores::open(&config.storage).unwrap()).await;
     let noah = spawn_publisher(&worker.url("preauthKeyNoah6"), 8);
     let playlist = media.join("live/noah/index.m3u8");
     wait_for("noah live", Duration::from_secs(15), || playlist.exists()).await;
@@ -484,6 +470,19 @@ async fn item6_oversized_preauth_message_ends_only_its_connection() {
     .await;
     verify_finished_stream(&media, "noah", 2).await;
     worker.shutdown().await.unwrap();
+}
+
+/// A worker config with `file://` storage in `<dir>/media` (returned) and the keys file
+/// `<dir>/keys.toml` listing `channels`.
+fn keys_file_config(
+    dir: &Path,
+    channels: &[(&str, &str, bool)],
+) -> (std::path::PathBuf, gatecast_ingest::Config) {
+    let (media, keys) = (dir.join("media"), dir.join("keys.toml"));
+    write_keys_file(&keys, channels);
+    let (mut config, _) = file_config(&media);
+    config.auth.keys_file = Some(keys);
+    (media, config)
 }
 
 /// A TCP connection from [`ATTACKER`].

@@ -9,7 +9,8 @@ use gatecast_e2e::viewer::{self, assert_playable, get, play, raw_status};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_outage_answers_503_with_retry_after_and_recovers() -> anyhow::Result<()> {
     let mut test = TestStack::start().await?;
-    let broadcast = test.broadcast("cam", 6, 2).await?;
+    // 14 s of 2 s segments at 3 per key: at least two keys, so key ids lie between them.
+    let broadcast = test.broadcast("cam", 14, 2).await?;
     // The worker must not be writing while storage is down: let the publish end first.
     broadcast.finish().await?;
     test.wait_ended("cam", Duration::from_secs(20)).await?;
@@ -20,8 +21,9 @@ async fn storage_outage_answers_503_with_retry_after_and_recovers() -> anyhow::R
     let playlist = get(&test.client, &url, None).await?;
     // The key component remembers keys it has read (they never change), and Spin reuses its
     // instances, so a key fetched just before the outage may still be served. A key id no
-    // instance has read must come from storage: the same viewer token, a key id never written.
-    let unread_key_url = with_unread_key_id(&before.key_urls[0])?;
+    // instance has read must come from storage: the same viewer token (which opens the key ids
+    // from its playlist's first to its last), a key id between them that was never written.
+    let unread_key_url = with_unread_key_id(&before.key_urls)?;
     let key = get(&test.client, &unread_key_url, None).await?;
     let segment = get(&test.client, &before.segment_urls[0], None).await?;
     for (what, answer) in [
@@ -64,9 +66,12 @@ async fn storage_outage_answers_503_with_retry_after_and_recovers() -> anyhow::R
     test.shutdown().await
 }
 
-/// `…/keys/<name>/<key id>.key?t=…` with a key id a million segments past the given one's,
-/// which a broadcast of a few seconds never reaches (key ids are segment sequence numbers).
-fn with_unread_key_id(key_url: &str) -> anyhow::Result<String> {
+/// The first of `key_urls` (`…/keys/<name>/<key id>.key?t=…`) with its key id plus one: never
+/// written (key ids are the segment sequence numbers that start a key period, and a period is
+/// 3 segments here), and inside the token's range when a later key follows.
+fn with_unread_key_id(key_urls: &[String]) -> anyhow::Result<String> {
+    anyhow::ensure!(key_urls.len() >= 2, "one key only: {key_urls:?}");
+    let key_url = &key_urls[0];
     let (path, query) = key_url.split_once('?').unwrap_or((key_url, ""));
     let (prefix, file) = path
         .rsplit_once('/')
@@ -75,7 +80,7 @@ fn with_unread_key_id(key_url: &str) -> anyhow::Result<String> {
         .strip_suffix(".key")
         .and_then(|id| id.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("key URL without a key id: {key_url}"))?;
-    Ok(format!("{prefix}/{}.key?{query}", key_id + 1_000_000))
+    Ok(format!("{prefix}/{}.key?{query}", key_id + 1))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,9 +7,10 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+use gatecast_core::layout::{RequestedObject, StreamName};
 use gatecast_core::rewrite::{RewriteOptions, rewrite_playlist};
 use gatecast_core::session_token;
-use gatecast_core::viewer_token::{self, Scope, SigningKeys, ViewerClaims};
+use gatecast_core::viewer_token::{self, KeyIds, Reach, SigningKeys, ViewerClaims};
 use gatecast_core::wmsauth::{self, SignRequest, Subject, VerifyRequest};
 
 const NOW: u64 = 1_700_000_000;
@@ -20,7 +21,7 @@ fn tokens(c: &mut Criterion) {
     )
     .expect("bench keys");
     let claims = ViewerClaims {
-        scope: Scope::Key,
+        reach: Reach::Keys(KeyIds::new(7, 8).expect("7 <= 8")),
         viewer: "viewer-7".into(),
         session: "3f2b9c1e-session".into(),
         stream: "benw".into(),
@@ -30,11 +31,12 @@ fn tokens(c: &mut Criterion) {
     };
     let token = keys.issue(&claims).expect("issue");
     let client = claims.ip;
+    let key = RequestedObject::Key(StreamName::parse("benw").expect("valid name"), 8);
 
     let mut group = c.benchmark_group("verify");
     group.throughput(Throughput::Elements(1));
     group.bench_function("viewer_token", |b| {
-        b.iter(|| viewer_token::verify(black_box(&token), &keys, NOW, Scope::Key, "benw", client))
+        b.iter(|| viewer_token::verify(black_box(&token), &keys, NOW, &key, client))
     });
     group.bench_function("session_token", |b| {
         b.iter(|| {
@@ -95,7 +97,7 @@ fn rewrite(c: &mut Criterion) {
         ("keys_and_segments", Some(segment_token)),
     ] {
         let options = RewriteOptions {
-            key_query: key_token,
+            key_query: Some(key_token),
             segment_query,
         };
         group.bench_function(name, |b| {

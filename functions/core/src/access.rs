@@ -3,8 +3,9 @@
 //!
 //! Two credentials are accepted, tried in this order:
 //! 1. `?t=<viewer token>` ([`crate::viewer_token`]): expiring, bound to one stream, one kind
-//!    of object ([`Scope`]: a key token opens keys only, a segment token segments only), one
-//!    viewer and session, and optionally one client address.
+//!    of object ([`Reach`]: a key token opens only the key ids of the playlist it was minted
+//!    for, a segment token segments only), one viewer and session, and optionally one client
+//!    address.
 //! 2. `?s=<seed 000 token>` plus the `sessionid` cookie ([`crate::session_token`]), only when a
 //!    session secret is configured.
 //!
@@ -18,6 +19,12 @@
 //! key (and segment) URIs of that one response. A playlist-scope token is never accepted for a
 //! key or segment, so a leaked playlist URL opens nothing but the playlist, which only hands
 //! out credentials that die within `key_token_ttl_seconds`.
+//!
+//! What a minted credential may do never exceeds what admitted the viewer: a key or segment
+//! token expires no later than the playlist token or WMSAuth signature that admitted the
+//! viewer, and a key token opens only the key ids named in the playlist it was written into.
+//! The refresh-on-refetch model is unchanged (every playlist fetch mints fresh tokens), so a
+//! viewer keeps playing exactly as long as the playlist URL admits them.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -25,9 +32,9 @@ use crate::form;
 use crate::layout::{RequestedObject, StreamName};
 use crate::ppv;
 use crate::registry;
-use crate::rewrite::RewriteOptions;
+use crate::rewrite::{self, RewriteOptions};
 use crate::session_token;
-use crate::viewer_token::{self, Scope, SigningKeys, TokenError, ViewerClaims};
+use crate::viewer_token::{self, KeyIds, Reach, Scope, SigningKeys, TokenError, ViewerClaims};
 use crate::wmsauth::{self, WmsAuthError};
 
 /// Cookie that carries the site's session in seed 000 (Django's default name).
@@ -95,8 +102,8 @@ pub fn required_scope(object: &RequestedObject) -> Scope {
     }
 }
 
-/// Checks the credential of a key or segment request for `object`: a viewer token must have
-/// the object's [`required_scope`] and stream.
+/// Checks the credential of a key or segment request for `object`: a viewer token must reach
+/// the object (its kind, its stream and, for a key, its id).
 ///
 /// `query` is the raw query string, `cookie_header` the `Cookie` header, `client_ip` the
 /// address the edge saw, `session_secret` empty when seed 000 is off.
@@ -111,14 +118,7 @@ pub fn verify_object_request(
 ) -> Result<Grant, AccessError> {
     let stream = object.stream();
     if let Some(token) = form::field(query, viewer_token::QUERY_PARAM) {
-        let claims = viewer_token::verify(
-            &token,
-            signing_keys,
-            now,
-            required_scope(object),
-            stream.as_str(),
-            client_ip,
-        )?;
+        let claims = viewer_token::verify(&token, signing_keys, now, object, client_ip)?;
         return Ok(Grant::Viewer(claims));
     }
     let cookie = cookie_header.and_then(|header| form::cookie(header, SESSION_COOKIE));
@@ -166,6 +166,9 @@ pub enum Admission {
         session: String,
         /// Client address, when the admitting credential was bound to it.
         ip: Option<IpAddr>,
+        /// Unix second from which the admitting credential no longer admits: the cap of every
+        /// credential minted from this admission.
+        until: u64,
     },
     /// Seed 000: key URIs get `s=` for this cookie, exactly like the nginx recipe.
     Session {
@@ -174,30 +177,25 @@ pub enum Admission {
     },
 }
 
-/// Admits a viewer to the playlist of `stream`, trying `?t=` (a [`Scope::Playlist`] token),
-/// then `?wmsAuthSign=` (when a WMSAuth key is set), then the `sessionid` cookie (when a session
-/// secret is set).
+/// Admits a viewer to `playlist` (a live or VOD playlist), trying `?t=` (a token that reaches
+/// this very playlist), then `?wmsAuthSign=` (when a WMSAuth key is set), then the `sessionid`
+/// cookie (when a session secret is set).
 pub fn admit_playlist(
     query: &str,
     cookie_header: Option<&str>,
-    stream: &StreamName,
+    playlist: &RequestedObject,
     client_ip: Option<IpAddr>,
     now: u64,
     policy: &PlaylistPolicy<'_>,
 ) -> Result<Admission, AccessError> {
+    let stream = playlist.stream();
     if let Some(token) = form::field(query, viewer_token::QUERY_PARAM) {
-        let claims = viewer_token::verify(
-            &token,
-            policy.signing_keys,
-            now,
-            Scope::Playlist,
-            stream.as_str(),
-            client_ip,
-        )?;
+        let claims = viewer_token::verify(&token, policy.signing_keys, now, playlist, client_ip)?;
         return Ok(Admission::Viewer {
             viewer: claims.viewer,
             session: claims.session,
             ip: claims.ip,
+            until: claims.expires_at,
         });
     }
     if let Some(signature) = form::field(query, wmsauth::QUERY_PARAM)
@@ -221,6 +219,8 @@ pub fn admit_playlist(
             viewer: verified.id.unwrap_or_default(),
             session: String::new(),
             ip: if ip_bound { client_ip } else { None },
+            // `valid_until` is the last second the signature admits.
+            until: verified.valid_until.saturating_add(1),
         });
     }
     match cookie_header.and_then(|header| form::cookie(header, SESSION_COOKIE)) {
@@ -237,8 +237,9 @@ pub fn admit_playlist(
 /// percent-encoded, no `?`) for key URIs and, when segments are signed, segment URIs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectQueries {
-    /// Appended to every key URI.
-    pub key: String,
+    /// Appended to every key URI; `None` when the playlist names no key of its stream (then
+    /// nothing is minted that could open one).
+    pub key: Option<String>,
     /// Appended to every segment URI; `None` when segments are not signed.
     pub segment: Option<String>,
 }
@@ -247,26 +248,22 @@ impl ObjectQueries {
     /// The playlist rewrite that writes these queries.
     pub fn rewrite_options(&self) -> RewriteOptions<'_> {
         RewriteOptions {
-            key_query: &self.key,
+            key_query: self.key.as_deref(),
             segment_query: self.segment.as_deref(),
         }
     }
 }
 
 /// Lifetime of the key and segment tokens minted into `playlist` (the stored text) when it is
-/// served as `object`.
+/// served as `object`, before the admitting credential caps it.
 ///
 /// A live playlist is refetched every target duration, each time with fresh tokens, so they
 /// need to outlive one key period only: `key_token_ttl_seconds`. A recorded broadcast's
 /// `vod.m3u8` is fetched once and then played to its end, so its tokens must also cover the
 /// whole recording: its duration (the sum of its `#EXTINF` durations, at most
 /// [`MAX_RECORDING_SECONDS`]) is added. A leaked VOD key URL thus lives as long as the
-/// recording plus one key-token lifetime, no longer.
-pub fn object_token_ttl(
-    object: &RequestedObject,
-    playlist: &str,
-    key_token_ttl_seconds: u64,
-) -> u64 {
+/// recording plus one key-token lifetime, no longer (and never past the signed VOD URL).
+fn object_token_ttl(object: &RequestedObject, playlist: &str, key_token_ttl_seconds: u64) -> u64 {
     if !matches!(object, RequestedObject::VodPlaylist(_)) {
         return key_token_ttl_seconds;
     }
@@ -294,30 +291,49 @@ fn whole_seconds_up(duration: &str) -> Option<u64> {
 }
 
 /// Mints the key (and, with [`PlaylistPolicy::sign_segments`], segment) credentials of one
-/// playlist response for this admission. Viewer tokens get [`Scope::Key`] and
-/// [`Scope::Segment`] respectively and live `key_token_ttl_seconds`; a seed 000 session gets
-/// its `s=` token for both, as the nginx recipe does (that token has no scope or expiry).
+/// response of `object` (a playlist) whose stored text is `playlist`, for this admission.
+///
+/// Viewer tokens get [`Reach::Keys`] (the key ids whose URIs are in `playlist`, see
+/// [`key_ids_in`]) and [`Reach::Segments`] respectively, and expire at
+/// `now + object_token_ttl`, but never after the admitting credential (`until`): a VOD URL
+/// signed for 60 s does not mint key tokens for the recording's length. A seed 000 session
+/// gets its `s=` token for both, as the nginx recipe does (that token has no scope or
+/// expiry). A playlist without a key URI of its stream gets no key credential at all.
 pub fn object_token_queries(
     admission: &Admission,
-    stream: &StreamName,
+    object: &RequestedObject,
+    playlist: &str,
     now: u64,
     policy: &PlaylistPolicy<'_>,
 ) -> Result<ObjectQueries, AccessError> {
-    let mint = |scope| object_token_query(admission, scope, stream, now, policy);
+    let ttl = object_token_ttl(object, playlist, policy.key_token_ttl_seconds);
+    let expires_at = now.saturating_add(ttl);
+    let mint = |reach| object_token_query(admission, reach, object.stream(), expires_at, policy);
     Ok(ObjectQueries {
-        key: mint(Scope::Key)?,
+        key: key_ids_in(playlist, object.stream())
+            .map(|ids| mint(Reach::Keys(ids)))
+            .transpose()?,
         segment: policy
             .sign_segments
-            .then(|| mint(Scope::Segment))
+            .then(|| mint(Reach::Segments))
             .transpose()?,
     })
 }
 
+/// The key ids of `stream` whose URIs the rewrite of `playlist` signs (`#EXT-X-KEY` and
+/// `#EXT-X-SESSION-KEY`): the range a key token minted for this playlist opens. Key URIs that
+/// do not name a key of `stream` are skipped (a token for `stream` cannot open them anyway).
+pub fn key_ids_in(playlist: &str, stream: &StreamName) -> Option<KeyIds> {
+    KeyIds::covering(
+        rewrite::key_uris(playlist).filter_map(|uri| crate::layout::key_id_in_uri(uri, stream)),
+    )
+}
+
 fn object_token_query(
     admission: &Admission,
-    scope: Scope,
+    reach: Reach,
     stream: &StreamName,
-    now: u64,
+    expires_at: u64,
     policy: &PlaylistPolicy<'_>,
 ) -> Result<String, AccessError> {
     match admission {
@@ -325,13 +341,14 @@ fn object_token_query(
             viewer,
             session,
             ip,
+            until,
         } => {
             let claims = ViewerClaims {
-                scope,
+                reach,
                 viewer: viewer.clone(),
                 session: session.clone(),
                 stream: stream.to_string(),
-                expires_at: now.saturating_add(policy.key_token_ttl_seconds),
+                expires_at: expires_at.min(*until),
                 ip: *ip,
                 kid: String::new(),
             };
@@ -380,24 +397,57 @@ mod tests {
         SigningKeys::parse("k1:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u").expect("valid keys")
     }
 
-    fn token(scope: Scope, viewer: &str, session: &str, ip: Option<IpAddr>) -> String {
+    fn live() -> RequestedObject {
+        RequestedObject::LivePlaylist(benw())
+    }
+
+    fn vod() -> RequestedObject {
+        RequestedObject::VodPlaylist(benw())
+    }
+
+    /// Keys 6..=8 of `benw`, around [`benw_key`].
+    fn keys_6_to_8() -> Reach {
+        Reach::Keys(KeyIds::new(6, 8).expect("6 <= 8"))
+    }
+
+    /// A token valid until `NOW + 600`.
+    fn token(reach: Reach, viewer: &str, session: &str, ip: Option<IpAddr>) -> String {
+        token_until(reach, viewer, session, ip, NOW + 600)
+    }
+
+    fn token_until(
+        reach: Reach,
+        viewer: &str,
+        session: &str,
+        ip: Option<IpAddr>,
+        expires_at: u64,
+    ) -> String {
         let claims = ViewerClaims {
-            scope,
+            reach,
             viewer: viewer.into(),
             session: session.into(),
             stream: "benw".into(),
-            expires_at: NOW + 60,
+            expires_at,
             ip,
             kid: String::new(),
         };
         keys().issue(&claims).expect("issuable")
     }
 
+    /// A live window naming keys 7 and 8 of `benw`, and a key of another stream (skipped).
+    const LIVE_WINDOW: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:40\n\
+#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7.key\",IV=0x0000000000000000000000000000002a\n\
+#EXTINF:6.000,\n40.ts\n\
+#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/8.key\",IV=0x0000000000000000000000000000002b\n\
+#EXTINF:6.000,\n41.ts\n\
+#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/other/99.key\"\n\
+#EXTINF:6.000,\n42.ts\n";
+
     #[test]
     fn viewer_tokens_grant_and_name_their_sanctions() {
         let query = format!(
             "t={}",
-            form::encode(&token(Scope::Key, "ID_1", "s-42", None))
+            form::encode(&token(keys_6_to_8(), "ID_1", "s-42", None))
         );
         let grant = verify_object_request(&query, None, &benw_key(), None, NOW, &keys(), b"")
             .expect("valid token");
@@ -411,7 +461,7 @@ mod tests {
             ]
         );
         assert!(matches!(
-            verify_object_request(&query, None, &benw_key(), None, NOW + 60, &keys(), b""),
+            verify_object_request(&query, None, &benw_key(), None, NOW + 600, &keys(), b""),
             Err(AccessError::Token(TokenError::Expired))
         ));
         let other = RequestedObject::Key(StreamName::parse("other").expect("valid name"), 7);
@@ -426,7 +476,7 @@ mod tests {
         let bound = IpAddr::from([203, 0, 113, 5]);
         let query = format!(
             "t={}",
-            form::encode(&token(Scope::Key, "v", "s", Some(bound)))
+            form::encode(&token(keys_6_to_8(), "v", "s", Some(bound)))
         );
         let check = |ip| verify_object_request(&query, None, &benw_key(), ip, NOW, &keys(), b"");
         assert!(check(Some(bound)).is_ok());
@@ -510,22 +560,24 @@ mod tests {
         let bound = IpAddr::from([203, 0, 113, 5]);
         let query = format!(
             "t={}",
-            form::encode(&token(Scope::Playlist, "ID_1", "s-42", Some(bound)))
+            form::encode(&token(Reach::LivePlaylist, "ID_1", "s-42", Some(bound)))
         );
         let admission =
-            admit_playlist(&query, None, &benw(), Some(bound), NOW, &policy).expect("admitted");
+            admit_playlist(&query, None, &live(), Some(bound), NOW, &policy).expect("admitted");
         assert_eq!(
             admission,
             Admission::Viewer {
                 viewer: "ID_1".into(),
                 session: "s-42".into(),
-                ip: Some(bound)
+                ip: Some(bound),
+                until: NOW + 600,
             }
         );
-        let queries = object_token_queries(&admission, &benw(), NOW + 30, &policy).expect("minted");
+        let queries = object_token_queries(&admission, &live(), LIVE_WINDOW, NOW + 30, &policy)
+            .expect("minted");
         assert_eq!(queries.segment, None, "segments are not signed");
-        let key_query = queries.key;
-        assert!(key_query.starts_with("t=v1.k1."), "{key_query}");
+        let key_query = queries.key.expect("the window names keys");
+        assert!(key_query.starts_with("t=v2.k1."), "{key_query}");
         let grant = verify_object_request(
             &key_query,
             None,
@@ -561,9 +613,133 @@ mod tests {
         );
         // No credential at all.
         assert_eq!(
-            admit_playlist("", None, &benw(), None, NOW, &policy),
+            admit_playlist("", None, &live(), None, NOW, &policy),
             Err(AccessError::NoCredential)
         );
+    }
+
+    /// Issue 13 item 5: the key token minted for [`LIVE_WINDOW`] opens keys 7 and 8 (the ids
+    /// of `benw` in it), not 6, 9 or the next live key; a playlist without a key URI of its
+    /// stream mints nothing that opens a key.
+    #[test]
+    fn key_tokens_open_only_the_keys_their_playlist_names() {
+        let keys = keys();
+        let policy = policy(&keys, b"", "");
+        let admission = Admission::Viewer {
+            viewer: "v".into(),
+            session: "s".into(),
+            ip: None,
+            until: NOW + 600,
+        };
+        assert_eq!(key_ids_in(LIVE_WINDOW, &benw()), KeyIds::new(7, 8));
+        let queries =
+            object_token_queries(&admission, &live(), LIVE_WINDOW, NOW, &policy).expect("minted");
+        let key_query = queries.key.expect("the window names keys");
+        let key = |id| {
+            let object = RequestedObject::Key(benw(), id);
+            verify_object_request(&key_query, None, &object, None, NOW, &keys, b"")
+        };
+        assert!(key(7).is_ok());
+        assert!(key(8).is_ok());
+        let out_of_range = Err(AccessError::Token(TokenError::KeyOutOfRange));
+        assert_eq!(key(6), out_of_range);
+        assert_eq!(key(9), out_of_range);
+        let other = RequestedObject::Key(StreamName::parse("other").expect("valid name"), 7);
+        assert_eq!(
+            verify_object_request(&key_query, None, &other, None, NOW, &keys, b""),
+            Err(AccessError::Token(TokenError::WrongStream))
+        );
+
+        let keyless = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/other/99.key\"\n\
+#EXTINF:6.000,\n40.ts\n";
+        let queries =
+            object_token_queries(&admission, &live(), keyless, NOW, &policy).expect("minted");
+        assert_eq!(queries.key, None);
+        assert_eq!(queries.rewrite_options().key_query, None);
+    }
+
+    /// Issue 13 item 5: a minted credential expires no later than what admitted the viewer.
+    /// By hand: a live token valid until NOW + 100 fetched at NOW + 30 with a 90 s key TTL
+    /// caps at NOW + 100 (not NOW + 120); a VOD URL valid until NOW + 60 over a 27 s recording
+    /// caps at NOW + 60 (not NOW + 90 + 27); WMSAuth signed at T for 20 min with 30 s
+    /// tolerance admits through T + 1230, so tokens minted at T + 1200 end at T + 1231, not
+    /// T + 1290.
+    #[test]
+    fn minted_tokens_expire_with_the_admitting_credential() {
+        let keys = keys();
+        let policy = PlaylistPolicy {
+            sign_segments: true,
+            ..policy(&keys, b"", "defaultpassword")
+        };
+        let expiry = |query: Option<String>, object: RequestedObject| {
+            let query = query.expect("minted");
+            let token = form::field(&query, viewer_token::QUERY_PARAM).expect("a token");
+            let claims = viewer_token::verify(&token, &keys, 0, &object, None).expect("valid");
+            claims.expires_at
+        };
+        let mint = |query: String, object: RequestedObject, playlist: &str, now| {
+            let admission =
+                admit_playlist(&query, None, &object, None, now, &policy).expect("admitted");
+            object_token_queries(&admission, &object, playlist, now, &policy).expect("minted")
+        };
+
+        let live_query = format!(
+            "t={}",
+            form::encode(&token_until(Reach::LivePlaylist, "v", "s", None, NOW + 100))
+        );
+        let minted = mint(live_query, live(), LIVE_WINDOW, NOW + 30);
+        assert_eq!(expiry(minted.key, benw_key()), NOW + 100);
+        let segment = RequestedObject::Segment(benw(), 40);
+        assert_eq!(expiry(minted.segment, segment), NOW + 100);
+
+        let recording = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7.key\"\n\
+#EXTINF:20.000,\n0.ts\n#EXTINF:7.000,\n1.ts\n#EXT-X-ENDLIST\n";
+        let vod_query = format!(
+            "t={}",
+            form::encode(&token_until(Reach::VodPlaylist, "v", "s", None, NOW + 60))
+        );
+        let minted = mint(vod_query.clone(), vod(), recording, NOW);
+        assert_eq!(expiry(minted.key, benw_key()), NOW + 60);
+        let long_url = format!(
+            "t={}",
+            form::encode(&token_until(Reach::VodPlaylist, "v", "s", None, NOW + 3600))
+        );
+        let minted = mint(long_url, vod(), recording, NOW);
+        assert_eq!(expiry(minted.key, benw_key()), NOW + 90 + 27);
+
+        let signed_at = 1_551_425_504;
+        let wms_query = format!("wmsAuthSign={}", form::encode(WMSAUTH_SIGNATURE));
+        let client = Some(IpAddr::from([203, 0, 113, 5]));
+        let admission =
+            admit_playlist(&wms_query, None, &live(), client, signed_at + 1200, &policy)
+                .expect("admitted");
+        let minted =
+            object_token_queries(&admission, &live(), LIVE_WINDOW, signed_at + 1200, &policy)
+                .expect("minted");
+        let token =
+            form::field(&minted.key.expect("minted"), viewer_token::QUERY_PARAM).expect("a token");
+        let claims = viewer_token::verify(&token, &keys, 0, &benw_key(), client).expect("valid");
+        assert_eq!(claims.expires_at, signed_at + 1231);
+    }
+
+    /// Issue 13 item 5: a URL signed for `index.m3u8` does not open `vod.m3u8`, nor the other
+    /// way round.
+    #[test]
+    fn playlist_tokens_open_only_their_playlist() {
+        let keys = keys();
+        let policy = policy(&keys, b"", "");
+        let wrong_scope = Err(AccessError::Token(TokenError::WrongScope));
+        for (reach, opens, refuses) in [
+            (Reach::LivePlaylist, live(), vod()),
+            (Reach::VodPlaylist, vod(), live()),
+        ] {
+            let query = format!("t={}", form::encode(&token(reach, "v", "s", None)));
+            assert!(admit_playlist(&query, None, &opens, None, NOW, &policy).is_ok());
+            assert_eq!(
+                admit_playlist(&query, None, &refuses, None, NOW, &policy),
+                wrong_scope
+            );
+        }
     }
 
     /// A leaked playlist URL must not open keys or segments for its (hours-long) lifetime, and
@@ -572,28 +748,30 @@ mod tests {
     fn tokens_are_refused_outside_their_scope() {
         let keys = keys();
         let segment = RequestedObject::Segment(benw(), 41);
-        let check = |scope, object: &RequestedObject| {
-            let query = format!("t={}", form::encode(&token(scope, "v", "s", None)));
+        let check = |reach, object: &RequestedObject| {
+            let query = format!("t={}", form::encode(&token(reach, "v", "s", None)));
             verify_object_request(&query, None, object, None, NOW, &keys, b"")
         };
         let wrong_scope = Err(AccessError::Token(TokenError::WrongScope));
-        assert_eq!(check(Scope::Playlist, &benw_key()), wrong_scope);
-        assert_eq!(check(Scope::Playlist, &segment), wrong_scope);
-        assert_eq!(check(Scope::Segment, &benw_key()), wrong_scope);
-        assert_eq!(check(Scope::Key, &segment), wrong_scope);
-        assert!(check(Scope::Key, &benw_key()).is_ok());
-        assert!(check(Scope::Segment, &segment).is_ok());
+        for playlist in [Reach::LivePlaylist, Reach::VodPlaylist] {
+            assert_eq!(check(playlist, &benw_key()), wrong_scope);
+            assert_eq!(check(playlist, &segment), wrong_scope);
+        }
+        assert_eq!(check(Reach::Segments, &benw_key()), wrong_scope);
+        assert_eq!(check(keys_6_to_8(), &segment), wrong_scope);
+        assert!(check(keys_6_to_8(), &benw_key()).is_ok());
+        assert!(check(Reach::Segments, &segment).is_ok());
 
         let policy = PlaylistPolicy {
             sign_segments: true,
             ..policy(&keys, b"", "")
         };
-        for scope in [Scope::Key, Scope::Segment] {
-            let query = format!("t={}", form::encode(&token(scope, "v", "s", None)));
+        for reach in [keys_6_to_8(), Reach::Segments] {
+            let query = format!("t={}", form::encode(&token(reach, "v", "s", None)));
             assert_eq!(
-                admit_playlist(&query, None, &benw(), None, NOW, &policy).err(),
+                admit_playlist(&query, None, &live(), None, NOW, &policy).err(),
                 wrong_scope.clone().err(),
-                "{scope:?} token on a playlist"
+                "{reach:?} token on a playlist"
             );
         }
 
@@ -602,23 +780,26 @@ mod tests {
             viewer: "v".into(),
             session: "s".into(),
             ip: None,
+            until: NOW + 600,
         };
-        let queries = object_token_queries(&admission, &benw(), NOW, &policy).expect("minted");
+        let queries =
+            object_token_queries(&admission, &live(), LIVE_WINDOW, NOW, &policy).expect("minted");
+        let key_query = queries.key.clone().expect("keys named");
         let segment_query = queries.segment.clone().expect("segments signed");
         let open = |query: &str, object: &RequestedObject| {
             verify_object_request(query, None, object, None, NOW, &keys, b"")
         };
-        assert!(open(&queries.key, &benw_key()).is_ok());
-        assert_eq!(open(&queries.key, &segment), wrong_scope);
+        assert!(open(&key_query, &benw_key()).is_ok());
+        assert_eq!(open(&key_query, &segment), wrong_scope);
         assert!(open(&segment_query, &segment).is_ok());
         assert_eq!(open(&segment_query, &benw_key()), wrong_scope);
         assert_eq!(
-            admit_playlist(&queries.key, None, &benw(), None, NOW, &policy).err(),
+            admit_playlist(&key_query, None, &live(), None, NOW, &policy).err(),
             wrong_scope.clone().err(),
             "a key token cannot be turned back into playlist access"
         );
         let options = queries.rewrite_options();
-        assert_eq!(options.key_query, queries.key);
+        assert_eq!(options.key_query, Some(key_query.as_str()));
         assert_eq!(options.segment_query, Some(segment_query.as_str()));
     }
 
@@ -631,8 +812,7 @@ mod tests {
 #EXTINF:7,\n3.ts\n#EXTINF:2.000,\n4.ts\n\
 #EXTINF:bogus,\n5.ts\n#EXTINF:-4,\n6.ts\n#EXTINF:inf,\n7.ts\n#EXTINF:1e3,\n8.ts\n\
 #EXTINF:.5,\n9.ts\n#EXTINF:+3,\n10.ts\n#EXT-X-ENDLIST\n";
-        let vod = RequestedObject::VodPlaylist(benw());
-        let live = RequestedObject::LivePlaylist(benw());
+        let (vod, live) = (vod(), live());
         assert_eq!(object_token_ttl(&vod, playlist, 90), 90 + 18 + 9);
         assert_eq!(object_token_ttl(&live, playlist, 90), 90);
         assert_eq!(object_token_ttl(&vod, "#EXTM3U\n", 90), 90);
@@ -671,14 +851,15 @@ mod tests {
         let client = IpAddr::from([203, 0, 113, 5]);
         let query = format!("wmsAuthSign={}", form::encode(WMSAUTH_SIGNATURE));
         let admission =
-            admit_playlist(&query, None, &benw(), Some(client), signed_at + 60, &policy)
+            admit_playlist(&query, None, &live(), Some(client), signed_at + 60, &policy)
                 .expect("admitted");
         assert_eq!(
             admission,
             Admission::Viewer {
                 viewer: String::new(),
                 session: String::new(),
-                ip: Some(client)
+                ip: Some(client),
+                until: signed_at + 20 * 60 + 30 + 1,
             }
         );
         let other_client = IpAddr::from([203, 0, 113, 6]);
@@ -686,14 +867,14 @@ mod tests {
             admit_playlist(
                 &query,
                 None,
-                &benw(),
+                &live(),
                 Some(other_client),
                 signed_at + 60,
                 &policy
             ),
             Err(AccessError::WmsAuth(WmsAuthError::BadHash))
         ));
-        let other = StreamName::parse("other").expect("valid name");
+        let other = RequestedObject::LivePlaylist(StreamName::parse("other").expect("valid name"));
         assert!(
             admit_playlist(&query, None, &other, Some(client), signed_at + 60, &policy).is_err()
         );
@@ -703,12 +884,12 @@ mod tests {
             ..policy
         };
         assert_eq!(
-            admit_playlist(&query, None, &benw(), Some(client), signed_at + 60, &off),
+            admit_playlist(&query, None, &live(), Some(client), signed_at + 60, &off),
             Err(AccessError::NoCredential)
         );
 
         let cookie = Some("sessionid=abc");
-        let admission = admit_playlist("", cookie, &benw(), None, NOW, &policy).expect("admitted");
+        let admission = admit_playlist("", cookie, &live(), None, NOW, &policy).expect("admitted");
         assert_eq!(
             admission,
             Admission::Session {
@@ -722,9 +903,9 @@ mod tests {
             ..policy
         };
         assert_eq!(
-            object_token_queries(&admission, &benw(), NOW, &signing_segments),
+            object_token_queries(&admission, &live(), LIVE_WINDOW, NOW, &signing_segments),
             Ok(ObjectQueries {
-                key: seed_000_token.into(),
+                key: Some(seed_000_token.into()),
                 segment: Some(seed_000_token.into())
             })
         );
@@ -733,7 +914,7 @@ mod tests {
             ..policy
         };
         assert_eq!(
-            admit_playlist("", cookie, &benw(), None, NOW, &no_secret),
+            admit_playlist("", cookie, &live(), None, NOW, &no_secret),
             Err(AccessError::NoCredential)
         );
     }

@@ -36,7 +36,7 @@ use subtle::ConstantTimeEq as _;
 use crate::form;
 use crate::layout::{LIVE_PREFIX, StreamName, live_playlist_path, vod_playlist_path};
 use crate::registry::{self, RegistryError};
-use crate::viewer_token::{self, Scope, SigningKeys, TokenError, ViewerClaims};
+use crate::viewer_token::{self, Reach, SigningKeys, TokenError, ViewerClaims};
 use crate::wmsauth;
 
 /// Playlist URL lifetime when `/api/sign` gets no `ttl`. The player refetches the playlist with
@@ -226,9 +226,8 @@ pub enum SignScheme {
     Wmsauth,
 }
 
-/// Which playlist of a stream `/api/sign` names in the URL. The credential is the same for
-/// both (a playlist-scope token or WMSAuth signature opens every playlist of its stream); only
-/// the path differs.
+/// Which playlist of a stream `/api/sign` names in the URL. A gatecast token opens that
+/// playlist only; a WMSAuth signature names a stream, not a file, so it opens both.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -349,7 +348,10 @@ pub fn sign(
         SignScheme::Gatecast => {
             let expires = now.saturating_add(ttl);
             let claims = ViewerClaims {
-                scope: Scope::Playlist,
+                reach: match request.playlist {
+                    PlaylistKind::Index => Reach::LivePlaylist,
+                    PlaylistKind::Vod => Reach::VodPlaylist,
+                },
                 viewer: request.viewer.clone(),
                 session: request.session.clone(),
                 stream: stream.to_string(),
@@ -447,6 +449,7 @@ mod tests {
     }
 
     use super::*;
+    use crate::layout::RequestedObject;
 
     fn name(text: &str) -> StreamName {
         StreamName::parse(text).expect("valid test name")
@@ -610,21 +613,28 @@ mod tests {
             .strip_prefix("/live/benw/index.m3u8?")
             .expect("playlist path");
         let token = form::field(query, viewer_token::QUERY_PARAM).expect("token in query");
-        let claims = viewer_token::verify(&token, &keys, 1_599, Scope::Playlist, "benw", None)
-            .expect("valid");
+        let benw = StreamName::parse("benw").expect("valid name");
+        let live = RequestedObject::LivePlaylist(benw.clone());
+        let claims = viewer_token::verify(&token, &keys, 1_599, &live, None).expect("valid");
         assert_eq!(
             (claims.viewer.as_str(), claims.session.as_str()),
             ("ID_1", "s-42")
         );
         assert_eq!(
-            viewer_token::verify(&token, &keys, 1_600, Scope::Playlist, "benw", None),
+            viewer_token::verify(&token, &keys, 1_600, &live, None),
             Err(TokenError::Expired)
         );
-        // A signed playlist URL's token opens the playlist only, never a key or a segment.
-        for scope in [Scope::Key, Scope::Segment] {
+        // A signed live playlist URL's token opens that playlist only: never the recording,
+        // a key or a segment.
+        for object in [
+            RequestedObject::VodPlaylist(benw.clone()),
+            RequestedObject::Key(benw.clone(), 1),
+            RequestedObject::Segment(benw, 1),
+        ] {
             assert_eq!(
-                viewer_token::verify(&token, &keys, 1_599, scope, "benw", None),
-                Err(TokenError::WrongScope)
+                viewer_token::verify(&token, &keys, 1_599, &object, None),
+                Err(TokenError::WrongScope),
+                "{object:?}"
             );
         }
 
@@ -681,7 +691,7 @@ mod tests {
             let admitted = crate::access::admit_playlist(
                 query,
                 None,
-                object.stream(),
+                &object,
                 client,
                 1_551_425_504 + 60,
                 &policy,

@@ -124,6 +124,18 @@ pub fn key_uri(prefix: &str, name: &StreamName, key_id: u64) -> String {
     format!("{}/{name}/{key_id}.key", prefix.trim_end_matches('/'))
 }
 
+/// The key id a key URI of `name` names: the inverse of [`key_uri`] for any prefix, reading
+/// the last two path segments (`<name>/<key id>.key`) of `uri` without its query and fragment.
+/// `None` for a URI that names no key of `name`.
+pub fn key_id_in_uri(uri: &str, name: &StreamName) -> Option<u64> {
+    let path = uri.split(['?', '#']).next()?;
+    let mut segments = path.rsplit('/');
+    let file = segments.next()?;
+    (segments.next()? == name.as_str())
+        .then(|| parse_decimal(file.strip_suffix(".key")?))
+        .flatten()
+}
+
 /// What an incoming viewer request path names, after validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -226,6 +238,31 @@ mod tests {
         assert_eq!(
             key_uri("https://k.example/keys/", &benw, 1),
             "https://k.example/keys/benw/1.key"
+        );
+    }
+
+    #[test]
+    fn key_ids_are_read_back_from_key_uris() {
+        let benw = name("benw");
+        for (uri, expected) in [
+            ("/keys/benw/42.key", Some(42)),
+            ("https://k.example/keys/benw/1.key?t=x#f", Some(1)),
+            ("benw/18446744073709551615.key", Some(u64::MAX)),
+            ("/keys/other/42.key", None),
+            ("/keys/benw2/42.key", None),
+            ("/keys/benw/042.key", None),
+            ("/keys/benw/+42.key", None),
+            ("/keys/benw/42.ts", None),
+            ("/keys/benw/42.key/", None),
+            ("42.key", None),
+            ("data:text/plain;base64,AAAA", None),
+            ("", None),
+        ] {
+            assert_eq!(key_id_in_uri(uri, &benw), expected, "{uri:?}");
+        }
+        assert_eq!(
+            key_id_in_uri(&key_uri("https://k.example/keys/", &benw, 7), &benw),
+            Some(7)
         );
     }
 

@@ -8,8 +8,9 @@
 //!
 //! What gets which query (key and segment credentials differ: a viewer token opens one kind of
 //! object, see [`crate::viewer_token::Scope`]):
-//! - always, [`RewriteOptions::key_query`]: the `URI` attribute of `#EXT-X-KEY` and
-//!   `#EXT-X-SESSION-KEY` (the key function checks it);
+//! - when [`RewriteOptions::key_query`] is set, that query: the `URI` attribute of
+//!   `#EXT-X-KEY` and `#EXT-X-SESSION-KEY` (the key function checks it; [`key_uris`] lists
+//!   those URIs, so the key token can be limited to the keys this playlist names);
 //! - when [`RewriteOptions::segment_query`] is set, that query: every URI line, and the `URI`
 //!   attribute of `#EXT-X-MAP`, `#EXT-X-PART` and `#EXT-X-PRELOAD-HINT` (LL-HLS).
 //!
@@ -41,8 +42,9 @@ pub enum RewriteError {
 /// [`crate::session_token::query_pair`]'s output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RewriteOptions<'a> {
-    /// Appended to key URIs, which are always signed.
-    pub key_query: &'a str,
+    /// Appended to key URIs; `None` leaves them alone (a playlist that names no key of its
+    /// stream gets no key credential).
+    pub key_query: Option<&'a str>,
     /// Appended to segment, init-section, part and preload-hint URIs when set (for
     /// deployments that check a credential on segments); `None` leaves them alone.
     pub segment_query: Option<&'a str>,
@@ -58,13 +60,15 @@ pub fn rewrite_playlist(
     playlist: &str,
     options: &RewriteOptions<'_>,
 ) -> Result<String, RewriteError> {
-    validate_token_query(options.key_query)?;
-    if let Some(segment_query) = options.segment_query {
-        validate_token_query(segment_query)?;
+    for query in [options.key_query, options.segment_query]
+        .into_iter()
+        .flatten()
+    {
+        validate_token_query(query)?;
     }
     let longest_query = options
         .key_query
-        .len()
+        .map_or(0, str::len)
         .max(options.segment_query.map_or(0, str::len));
     let mut out = String::with_capacity(playlist.len() + 32 * (longest_query + 1));
     for (index, chunk) in playlist.split_inclusive('\n').enumerate() {
@@ -74,6 +78,19 @@ pub fn rewrite_playlist(
         out.push_str(ending);
     }
     Ok(out)
+}
+
+/// The `URI` values of the key tags (`#EXT-X-KEY`, `#EXT-X-SESSION-KEY`) of `playlist`, in
+/// order: the URIs [`rewrite_playlist`] appends [`RewriteOptions::key_query`] to (plus `data:`
+/// and empty ones, which it leaves alone and which name no key object). Tags without
+/// a URI, or whose attribute list does not parse (the rewrite then fails), yield nothing.
+pub fn key_uris(playlist: &str) -> impl Iterator<Item = &str> {
+    playlist.lines().filter_map(|line| {
+        let tag = KEY_TAGS.iter().find(|tag| line.starts_with(*tag))?;
+        let attributes = &line[tag.len()..];
+        let (start, end) = uri_range(attributes).ok()??;
+        Some(&attributes[start..end])
+    })
 }
 
 /// `uri` with `query` appended: `?query` when it has no query yet, `&query` when it has one,
@@ -114,7 +131,7 @@ fn rewrite_line(
 ) -> Result<(), RewriteError> {
     if body.starts_with('#') {
         let query = if KEY_TAGS.iter().any(|tag| body.starts_with(tag)) {
-            Some(options.key_query)
+            options.key_query
         } else {
             options
                 .segment_query
@@ -247,14 +264,14 @@ mod tests {
 
     fn keys_only() -> RewriteOptions<'static> {
         RewriteOptions {
-            key_query: KEY_TOKEN,
+            key_query: Some(KEY_TOKEN),
             segment_query: None,
         }
     }
 
     fn everything() -> RewriteOptions<'static> {
         RewriteOptions {
-            key_query: KEY_TOKEN,
+            key_query: Some(KEY_TOKEN),
             segment_query: Some(SEGMENT_TOKEN),
         }
     }
@@ -388,10 +405,42 @@ https://cdn.example/seg/273.mp4?sig=abc&t=v1.k2.SSSS.BBBB#t=1";
 #EXT-X-KEY:METHOD=AES-128,URI=\"\"\n\
   seg.ts?s=2  \r\n";
         let options = RewriteOptions {
-            key_query: "t=1",
+            key_query: Some("t=1"),
             segment_query: Some("s=2"),
         };
         assert_eq!(rewrite_playlist(input, &options).as_deref(), Ok(expected));
+    }
+
+    /// `key_uris` lists exactly the key-tag URIs (the session key's too, quoted commas and
+    /// `data:` included, never a segment or `#EXT-X-MAP` URI); without a key query those URIs
+    /// stay as they are while segments are still signed.
+    #[test]
+    fn key_uris_are_listed_and_left_alone_without_a_key_query() {
+        let playlist = "#EXTM3U\n\
+#EXT-X-SESSION-KEY:METHOD=AES-128,URI=\"/keys/benw/7.key\"\n\
+#EXT-X-MAP:URI=\"init.mp4\"\n\
+#EXT-X-KEY:METHOD=NONE\n\
+#EXT-X-KEY:METHOD=AES-128,URI=\"https://k.example/a,b/8.key?x=1\",IV=0x01\r\n\
+#EXT-X-KEY:METHOD=AES-128,URI=\"data:text/plain;base64,AAAA\"\n\
+#EXT-X-KEY:URI=\"unterminated\n\
+9.ts\n";
+        assert_eq!(
+            key_uris(playlist).collect::<Vec<_>>(),
+            [
+                "/keys/benw/7.key",
+                "https://k.example/a,b/8.key?x=1",
+                "data:text/plain;base64,AAAA"
+            ]
+        );
+        let unsigned_keys = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7.key\"\n9.ts\n";
+        let options = RewriteOptions {
+            key_query: None,
+            segment_query: Some("s=2"),
+        };
+        assert_eq!(
+            rewrite_playlist(unsigned_keys, &options).as_deref(),
+            Ok("#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7.key\"\n9.ts?s=2\n")
+        );
     }
 
     #[test]
@@ -433,11 +482,11 @@ https://cdn.example/seg/273.mp4?sig=abc&t=v1.k2.SSSS.BBBB#t=1";
         for bad in ["", "?t=1", "&t=1", "t=\"1", "t=1#x", "t=1 2", "t=1\n"] {
             for options in [
                 RewriteOptions {
-                    key_query: bad,
+                    key_query: Some(bad),
                     segment_query: None,
                 },
                 RewriteOptions {
-                    key_query: "t=1",
+                    key_query: Some("t=1"),
                     segment_query: Some(bad),
                 },
             ] {

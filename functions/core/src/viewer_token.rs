@@ -6,26 +6,33 @@
 //! fetched which key), may pin the client IP, and names the signing secret by a key id (`kid`)
 //! so secrets rotate without cutting off viewers mid-stream.
 //!
-//! Every token also carries a [`Scope`]: the one kind of object it opens. A playlist URL lives
-//! for hours (a whole viewing session) and ends up in browser histories, referrer logs and
-//! shared links; the key tokens minted from it live about one key period. Without a scope a
-//! leaked playlist URL's token would open keys directly for its whole lifetime, bypassing the
-//! playlist function's fresh short-lived key tokens; with it, each function accepts only its
-//! own scope.
+//! Every token also carries a [`Reach`]: the one kind of object it opens, and which ones. A
+//! playlist URL lives for hours (a whole viewing session) and ends up in browser histories,
+//! referrer logs and shared links; the key tokens minted from it live about one key period.
+//! Without a reach a leaked playlist URL's token would open keys directly for its whole
+//! lifetime, bypassing the playlist function's fresh short-lived key tokens; with it, each
+//! function accepts only its own kind. A playlist token names one playlist (`index.m3u8` or
+//! `vod.m3u8`: a URL signed for the live stream does not open the recording, nor the other way
+//! round), and a key token names the range of key ids whose URIs were in the playlist it was
+//! minted for, so a key token from a recording does not open the live keys that follow it.
 //!
-//! # Wire format (version 1)
+//! # Wire format (version 2)
 //!
 //! ```text
-//! v1.<kid>.<payload>.<mac>
-//! payload = base64url_nopad( expires_at: u64 BE || scope: u8
+//! v2.<kid>.<payload>.<mac>
+//! payload = base64url_nopad( expires_at: u64 BE || reach
 //!                            || lp(viewer) || lp(session) || lp(stream) || ip )
-//! scope   = 0x01 playlist | 0x02 key | 0x03 segment (any other value is malformed)
+//! reach   = 0x01 live playlist | 0x04 VOD playlist | 0x03 segments
+//!         | 0x02 || first key id: u64 BE || last key id: u64 BE    (keys first..=last)
 //! lp(s)   = one length byte (0..=255) followed by the UTF-8 bytes of s
 //! ip      = 0x00 (not bound) | 0x04 + 4 bytes | 0x06 + 16 bytes, nothing after it
-//! mac     = base64url_nopad( HMAC-SHA1( secret[kid], "v1.<kid>.<payload>" ) )
+//! mac     = base64url_nopad( HMAC-SHA1( secret[kid], "v2.<kid>.<payload>" ) )
 //! ```
 //!
-//! The scope byte was added before v1 was first deployed, so it did not bump the version.
+//! Any other reach byte, or a key range whose first id is above its last, is malformed.
+//! Version 1 had one playlist scope for both playlists and key tokens without a range; it is
+//! refused outright (not read as "any playlist" or "every key"), so a deployment upgrading to
+//! version 2 re-signs its outstanding playlist URLs.
 //!
 //! Why this shape: every field is length-prefixed so no two claim sets share a payload; the MAC
 //! covers the exact ASCII text before it (version and kid included), so the verifier checks it
@@ -45,9 +52,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
 use crate::crypto;
+use crate::layout::RequestedObject;
 
 /// The version prefix of tokens this module issues.
-pub const VERSION: &str = "v1";
+pub const VERSION: &str = "v2";
 /// The query parameter name the playlist function appends to key URIs.
 pub const QUERY_PARAM: &str = "t";
 /// Longest key id: kids are short labels, not secrets.
@@ -66,7 +74,7 @@ const MAC_LEN: usize = 20;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
-    /// The token is not `v1.<kid>.<payload>.<mac>` with valid base64url parts and payload.
+    /// The token is not `v2.<kid>.<payload>.<mac>` with valid base64url parts and payload.
     #[error("malformed viewer token")]
     Malformed,
     /// The token names a key id the verifier does not hold (retired, or never ours).
@@ -81,9 +89,13 @@ pub enum TokenError {
     /// The token was issued for another stream.
     #[error("viewer token is for another stream")]
     WrongStream,
-    /// The token opens another kind of object (e.g. a playlist token presented for a key).
+    /// The token opens another kind of object (e.g. a playlist token presented for a key, or
+    /// a live playlist token presented for the recording).
     #[error("viewer token is for another kind of object")]
     WrongScope,
+    /// A key token presented for a key id outside its range.
+    #[error("viewer token does not cover this key id")]
+    KeyOutOfRange,
     /// The token is pinned to an IP address other than the client's.
     #[error("viewer token is bound to another client address")]
     WrongIp,
@@ -95,43 +107,116 @@ pub enum TokenError {
     InvalidSigningKeys(&'static str),
 }
 
-/// The one kind of object a token opens; see the module docs for why tokens are scoped.
+/// The kind of object a request asks for, and so the component that serves it (routing); what
+/// a token opens is its [`Reach`], which names one kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Scope {
-    /// The stream's playlists (`index.m3u8`, `vod.m3u8`): issued by `/api/sign`, long-lived.
+    /// The stream's playlists (`index.m3u8`, `vod.m3u8`).
     Playlist,
-    /// The stream's AES keys: minted per playlist response, living about one key period.
+    /// The stream's AES keys.
     Key,
-    /// The stream's segments: minted per playlist response when segments are signed.
+    /// The stream's segments.
     Segment,
 }
 
-impl Scope {
-    /// The payload byte; 0 is left unused so an all-zero payload never carries a scope.
-    fn to_byte(self) -> u8 {
-        match self {
-            Self::Playlist => 1,
-            Self::Key => 2,
-            Self::Segment => 3,
+/// Exactly what a token opens within its stream; see the module docs for why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reach {
+    /// `index.m3u8`: issued by `/api/sign`, long-lived.
+    LivePlaylist,
+    /// `vod.m3u8`: issued by `/api/sign` with `"playlist":"vod"`, long-lived.
+    VodPlaylist,
+    /// The keys whose ids are in this range: minted per playlist response from the key URIs
+    /// in it, living about one key period (a recording's length for `vod.m3u8`).
+    Keys(KeyIds),
+    /// The stream's segments: minted per playlist response when segments are signed.
+    Segments,
+}
+
+impl Reach {
+    /// Whether a token with this reach opens `object` (of its stream): `Err` says why not.
+    fn opens(&self, object: &RequestedObject) -> Result<(), TokenError> {
+        match (self, object) {
+            (Self::LivePlaylist, RequestedObject::LivePlaylist(_))
+            | (Self::VodPlaylist, RequestedObject::VodPlaylist(_))
+            | (Self::Segments, RequestedObject::Segment(..)) => Ok(()),
+            (Self::Keys(ids), RequestedObject::Key(_, id)) if ids.contains(*id) => Ok(()),
+            (Self::Keys(_), RequestedObject::Key(..)) => Err(TokenError::KeyOutOfRange),
+            _ => Err(TokenError::WrongScope),
         }
     }
 
-    fn from_byte(byte: u8) -> Option<Self> {
-        match byte {
-            1 => Some(Self::Playlist),
-            2 => Some(Self::Key),
-            3 => Some(Self::Segment),
-            _ => None,
+    /// The payload bytes; 0 is left unused so an all-zero payload never carries a reach.
+    fn encode(&self, payload: &mut Vec<u8>) {
+        match self {
+            Self::LivePlaylist => payload.push(1),
+            Self::Keys(ids) => {
+                payload.push(2);
+                payload.extend_from_slice(&ids.first.to_be_bytes());
+                payload.extend_from_slice(&ids.last.to_be_bytes());
+            }
+            Self::Segments => payload.push(3),
+            Self::VodPlaylist => payload.push(4),
         }
+    }
+
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, TokenError> {
+        Ok(match reader.array::<1>()?[0] {
+            1 => Self::LivePlaylist,
+            2 => {
+                let first = u64::from_be_bytes(reader.array()?);
+                let last = u64::from_be_bytes(reader.array()?);
+                Self::Keys(KeyIds::new(first, last).ok_or(TokenError::Malformed)?)
+            }
+            3 => Self::Segments,
+            4 => Self::VodPlaylist,
+            _ => return Err(TokenError::Malformed),
+        })
+    }
+}
+
+/// A non-empty inclusive range of key ids, `first..=last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyIds {
+    first: u64,
+    last: u64,
+}
+
+impl KeyIds {
+    /// `first..=last`; `None` when `first > last`.
+    pub fn new(first: u64, last: u64) -> Option<Self> {
+        (first <= last).then_some(Self { first, last })
+    }
+
+    /// The smallest range holding every id of `ids`; `None` when there are none.
+    pub fn covering(ids: impl IntoIterator<Item = u64>) -> Option<Self> {
+        ids.into_iter().fold(None, |range, id| {
+            Some(match range {
+                None => Self {
+                    first: id,
+                    last: id,
+                },
+                Some(Self { first, last }) => Self {
+                    first: first.min(id),
+                    last: last.max(id),
+                },
+            })
+        })
+    }
+
+    /// Whether `id` is in the range.
+    pub fn contains(&self, id: u64) -> bool {
+        (self.first..=self.last).contains(&id)
     }
 }
 
 /// What a viewer token asserts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewerClaims {
-    /// The kind of object the token opens.
-    pub scope: Scope,
+    /// Exactly what the token opens within its stream.
+    pub reach: Reach,
     /// The site's viewer id: charged for pay-per-view and named in the key audit.
     pub viewer: String,
     /// The site's session id, so logging out (or a revocation list) ends the token early.
@@ -262,10 +347,10 @@ pub fn issue(claims: &ViewerClaims, secret: &[u8]) -> Result<String, TokenError>
         return Err(TokenError::InvalidClaim("kid"));
     }
     let mut payload = Vec::with_capacity(
-        8 + 1 + 3 + claims.viewer.len() + claims.session.len() + claims.stream.len() + 17,
+        8 + 17 + 3 + claims.viewer.len() + claims.session.len() + claims.stream.len() + 17,
     );
     payload.extend_from_slice(&claims.expires_at.to_be_bytes());
-    payload.push(claims.scope.to_byte());
+    claims.reach.encode(&mut payload);
     for (name, field) in [
         ("viewer", &claims.viewer),
         ("session", &claims.session),
@@ -305,18 +390,17 @@ pub fn issue(claims: &ViewerClaims, secret: &[u8]) -> Result<String, TokenError>
 }
 
 /// Checks `token` and returns its claims if it is well formed, signed by a key in `keys`,
-/// unexpired at `now` (unix seconds), of `scope`, for `stream`, and — when it pins an IP —
-/// presented from `client_ip`.
+/// unexpired at `now` (unix seconds), reaches `object` (its kind, its stream and, for a key,
+/// its id), and — when it pins an IP — is presented from `client_ip`.
 ///
-/// Checks run in this order: shape, kid, MAC (constant time), payload, scope, expiry, stream,
-/// IP; so nothing from an unauthenticated payload is trusted, and an attacker learns nothing
-/// from the error kind beyond "refused" (which is all [`crate::status`] reveals anyway).
+/// Checks run in this order: shape, kid, MAC (constant time), payload, reach (kind, key id),
+/// expiry, stream, IP; so nothing from an unauthenticated payload is trusted, and an attacker learns
+/// nothing from the error kind beyond "refused" (which is all [`crate::status`] reveals).
 pub fn verify(
     token: &str,
     keys: &SigningKeys,
     now: u64,
-    scope: Scope,
-    stream: &str,
+    object: &RequestedObject,
     client_ip: Option<IpAddr>,
 ) -> Result<ViewerClaims, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
@@ -345,13 +429,11 @@ pub fn verify(
         .decode(payload_text)
         .map_err(|_| TokenError::Malformed)?;
     let claims = decode_payload(&payload, kid)?;
-    if claims.scope != scope {
-        return Err(TokenError::WrongScope);
-    }
+    claims.reach.opens(object)?;
     if now >= claims.expires_at {
         return Err(TokenError::Expired);
     }
-    if claims.stream != stream {
+    if claims.stream != object.stream().as_str() {
         return Err(TokenError::WrongStream);
     }
     if let Some(bound) = claims.ip {
@@ -366,8 +448,7 @@ pub fn verify(
 fn decode_payload(payload: &[u8], kid: &str) -> Result<ViewerClaims, TokenError> {
     let mut reader = Reader(payload);
     let expires_at = u64::from_be_bytes(reader.array()?);
-    let [scope] = reader.array::<1>()?;
-    let scope = Scope::from_byte(scope).ok_or(TokenError::Malformed)?;
+    let reach = Reach::decode(&mut reader)?;
     let viewer = reader.string()?;
     let session = reader.string()?;
     let stream = reader.string()?;
@@ -381,7 +462,7 @@ fn decode_payload(payload: &[u8], kid: &str) -> Result<ViewerClaims, TokenError>
         return Err(TokenError::Malformed);
     }
     Ok(ViewerClaims {
-        scope,
+        reach,
         viewer,
         session,
         stream,
@@ -426,6 +507,7 @@ fn is_valid_kid(kid: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::StreamName;
 
     /// Two 20+ byte secrets; base64 computed with `printf '%s' <text> | base64`.
     /// `k2`: "current-secret-0123456789" → Y3VycmVudC1zZWNyZXQtMDEyMzQ1Njc4OQ==
@@ -437,9 +519,24 @@ mod tests {
         SigningKeys::parse(KEYS).expect("test keys parse")
     }
 
+    const NOW: u64 = 1_700_000_000;
+
+    fn benw() -> StreamName {
+        StreamName::parse("benw").expect("valid name")
+    }
+
+    /// Key 8 of `benw`, inside [`claims`]'s range 7..=9.
+    fn key_8() -> RequestedObject {
+        RequestedObject::Key(benw(), 8)
+    }
+
+    fn ids(first: u64, last: u64) -> KeyIds {
+        KeyIds::new(first, last).expect("first <= last")
+    }
+
     fn claims() -> ViewerClaims {
         ViewerClaims {
-            scope: Scope::Key,
+            reach: Reach::Keys(ids(7, 9)),
             viewer: "viewer-7".into(),
             session: "abc".into(),
             stream: "benw".into(),
@@ -479,100 +576,154 @@ mod tests {
     }
 
     /// The expected tokens are assembled by hand in python3 from the format above, one per
-    /// scope byte (1 playlist, 2 key, 3 segment):
+    /// reach (1 live playlist, 4 VOD playlist, 3 segments, 2 keys 7..=9):
     /// ```text
     /// import hmac, hashlib, base64, struct
     /// b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b'=').decode()
-    /// for scope in (1, 2, 3):
-    ///     p = (struct.pack('>Q', 1700000600) + bytes([scope])
+    /// for reach in (b'\x01', b'\x04', b'\x03', b'\x02' + struct.pack('>QQ', 7, 9)):
+    ///     p = (struct.pack('>Q', 1700000600) + reach
     ///          + b'\x08viewer-7' + b'\x03abc' + b'\x04benw' + b'\x00')
-    ///     s = 'v1.k2.' + b64(p)
+    ///     s = 'v2.k2.' + b64(p)
     ///     print(s + '.' + b64(hmac.new(b'current-secret-0123456789', s.encode(), hashlib.sha1).digest()))
     /// ```
     #[test]
     fn issue_matches_an_independent_encoding() {
-        for (scope, expected) in [
+        for (reach, expected) in [
             (
-                Scope::Playlist,
-                "v1.k2.AAAAAGVT81gBCHZpZXdlci03A2FiYwRiZW53AA.d4MAXjxvja5LJJnZcSx8Io_TfO0",
+                Reach::LivePlaylist,
+                "v2.k2.AAAAAGVT81gBCHZpZXdlci03A2FiYwRiZW53AA.sFLNtvWPvayBpos4wyQH6ObDNOo",
             ),
             (
-                Scope::Key,
-                "v1.k2.AAAAAGVT81gCCHZpZXdlci03A2FiYwRiZW53AA.pnpmOXvMh3hDI2jl-3AKKzaxcrA",
+                Reach::VodPlaylist,
+                "v2.k2.AAAAAGVT81gECHZpZXdlci03A2FiYwRiZW53AA.i0pp8ATDqC5M6_HQ7cv7A5vuQTk",
             ),
             (
-                Scope::Segment,
-                "v1.k2.AAAAAGVT81gDCHZpZXdlci03A2FiYwRiZW53AA.oOVEnqY1718OLteEcZfphuqBCtA",
+                Reach::Segments,
+                "v2.k2.AAAAAGVT81gDCHZpZXdlci03A2FiYwRiZW53AA.0jMo4bG6Va54aQX6HemT1QCo4mU",
+            ),
+            (
+                Reach::Keys(ids(7, 9)),
+                "v2.k2.AAAAAGVT81gCAAAAAAAAAAcAAAAAAAAACQh2aWV3ZXItNwNhYmMEYmVudwA.G7pTVFCEjLYnmRr-qtbVp5hVBs8",
             ),
         ] {
-            let claims = ViewerClaims { scope, ..claims() };
-            assert_eq!(keys().issue(&claims).as_deref(), Ok(expected), "{scope:?}");
+            let claims = ViewerClaims { reach, ..claims() };
+            assert_eq!(keys().issue(&claims).as_deref(), Ok(expected), "{reach:?}");
         }
     }
 
+    /// Each token opens exactly its own kind of object: a live playlist token not the
+    /// recording (nor the other way round), a key token only the ids in its range.
     #[test]
-    fn a_token_opens_only_its_own_scope() {
+    fn a_token_opens_only_what_it_reaches() {
         let keys = keys();
-        let now = 1_700_000_000;
-        for issued in [Scope::Playlist, Scope::Key, Scope::Segment] {
-            let claims = ViewerClaims {
-                scope: issued,
-                ..claims()
-            };
+        let objects = [
+            RequestedObject::LivePlaylist(benw()),
+            RequestedObject::VodPlaylist(benw()),
+            RequestedObject::Segment(benw(), 41),
+            RequestedObject::Key(benw(), 8),
+        ];
+        let reaches = [
+            Reach::LivePlaylist,
+            Reach::VodPlaylist,
+            Reach::Segments,
+            Reach::Keys(ids(7, 9)),
+        ];
+        for (issued_index, reach) in reaches.into_iter().enumerate() {
+            let claims = ViewerClaims { reach, ..claims() };
             let token = keys.issue(&claims).expect("issue");
-            for presented_for in [Scope::Playlist, Scope::Key, Scope::Segment] {
-                let verified = verify(&token, &keys, now, presented_for, "benw", None);
-                if presented_for == issued {
+            for (object_index, object) in objects.iter().enumerate() {
+                let verified = verify(&token, &keys, NOW, object, None);
+                if object_index == issued_index {
                     assert_eq!(verified, Ok(claims.clone()));
                 } else {
                     assert_eq!(
                         verified,
                         Err(TokenError::WrongScope),
-                        "{issued:?} token presented for {presented_for:?}"
+                        "{reach:?} token presented for {object:?}"
                     );
                 }
             }
         }
     }
 
-    /// A payload whose scope byte is 0 or unknown is malformed even with a valid MAC: no
-    /// default scope exists to fall back on.
+    /// Range 7..=9: 6 and 10 are outside, 7 and 9 the inclusive ends; a one-key range opens
+    /// that key alone.
     #[test]
-    fn an_unknown_scope_byte_is_malformed() {
+    fn key_tokens_open_only_their_key_ids() {
         let keys = keys();
-        for scope in [0u8, 4, 255] {
+        let token = keys.issue(&claims()).expect("issue");
+        let key = |id| verify(&token, &keys, NOW, &RequestedObject::Key(benw(), id), None);
+        for id in [7, 8, 9] {
+            assert_eq!(key(id), Ok(claims()), "key {id}");
+        }
+        for id in [0, 6, 10, u64::MAX] {
+            assert_eq!(key(id), Err(TokenError::KeyOutOfRange), "key {id}");
+        }
+        let single = ViewerClaims {
+            reach: Reach::Keys(ids(u64::MAX, u64::MAX)),
+            ..claims()
+        };
+        let token = keys.issue(&single).expect("issue");
+        let open = |id| verify(&token, &keys, NOW, &RequestedObject::Key(benw(), id), None);
+        assert_eq!(open(u64::MAX), Ok(single));
+        assert_eq!(open(u64::MAX - 1), Err(TokenError::KeyOutOfRange));
+
+        assert_eq!(KeyIds::new(3, 2), None);
+        assert_eq!(KeyIds::covering([]), None);
+        assert_eq!(KeyIds::covering([12, 10, 11]), Some(ids(10, 12)));
+        assert_eq!(KeyIds::covering([5]), Some(ids(5, 5)));
+    }
+
+    /// A payload whose reach byte is 0 or unknown, or whose key range runs backwards, is
+    /// malformed even with a valid MAC: no default reach exists to fall back on.
+    #[test]
+    fn an_unknown_reach_is_malformed() {
+        let keys = keys();
+        let mut backwards = vec![2u8];
+        backwards.extend_from_slice(&9u64.to_be_bytes());
+        backwards.extend_from_slice(&7u64.to_be_bytes());
+        for reach in [vec![0u8], vec![5], vec![255], backwards, vec![2, 0, 0, 0]] {
             let mut payload = 1_700_000_600u64.to_be_bytes().to_vec();
-            payload.push(scope);
+            payload.extend_from_slice(&reach);
             payload.extend_from_slice(b"\x01v\x01s\x04benw\x00");
-            let signed = format!("v1.k2.{}", URL_SAFE_NO_PAD.encode(&payload));
+            let signed = format!("v2.k2.{}", URL_SAFE_NO_PAD.encode(&payload));
             let mac = crypto::hmac_sha1(keys.current().secret(), &[signed.as_bytes()]);
             let token = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac));
             assert_eq!(
-                verify(&token, &keys, 0, Scope::Key, "benw", None),
+                verify(&token, &keys, 0, &key_8(), None),
                 Err(TokenError::Malformed),
-                "scope byte {scope}"
+                "reach {reach:?}"
             );
         }
+    }
+
+    /// A correctly signed version 1 token (the python3 recipe above with 'v1.k2.' and the
+    /// v1 scope byte 2, "key") is refused: version 1 key tokens had no range.
+    #[test]
+    fn version_1_tokens_are_refused() {
+        let v1 = "v1.k2.AAAAAGVT81gCCHZpZXdlci03A2FiYwRiZW53AA.pnpmOXvMh3hDI2jl-3AKKzaxcrA";
+        assert_eq!(
+            verify(v1, &keys(), NOW, &key_8(), None),
+            Err(TokenError::Malformed)
+        );
     }
 
     #[test]
     fn round_trips_and_checks_every_claim() {
         let keys = keys();
         let token = keys.issue(&claims()).expect("issue");
+        assert_eq!(verify(&token, &keys, NOW, &key_8(), None), Ok(claims()));
         assert_eq!(
-            verify(&token, &keys, 1_700_000_000, Scope::Key, "benw", None),
+            verify(&token, &keys, 1_700_000_599, &key_8(), None),
             Ok(claims())
         );
         assert_eq!(
-            verify(&token, &keys, 1_700_000_599, Scope::Key, "benw", None),
-            Ok(claims())
-        );
-        assert_eq!(
-            verify(&token, &keys, 1_700_000_600, Scope::Key, "benw", None),
+            verify(&token, &keys, 1_700_000_600, &key_8(), None),
             Err(TokenError::Expired)
         );
+        let other = RequestedObject::Key(StreamName::parse("other").expect("valid name"), 8);
         assert_eq!(
-            verify(&token, &keys, 1_700_000_000, Scope::Key, "other", None),
+            verify(&token, &keys, NOW, &other, None),
             Err(TokenError::WrongStream)
         );
     }
@@ -587,7 +738,7 @@ mod tests {
         let token = keys.issue(&bound).expect("issue");
         let from = |client: Option<&str>| {
             let client = client.map(|ip| ip.parse().expect("ip"));
-            verify(&token, &keys, 1_700_000_000, Scope::Key, "benw", client)
+            verify(&token, &keys, NOW, &key_8(), client)
         };
         assert_eq!(from(Some("203.0.113.5")), Ok(bound.clone()));
         // The same client seen through a dual-stack socket.
@@ -600,36 +751,25 @@ mod tests {
             ..claims()
         };
         let token = keys.issue(&v6).expect("issue");
-        assert_eq!(
-            verify(&token, &keys, 1_700_000_000, Scope::Key, "benw", v6.ip),
-            Ok(v6)
-        );
+        assert_eq!(verify(&token, &keys, NOW, &key_8(), v6.ip), Ok(v6));
     }
 
     #[test]
     fn rotation_keeps_old_tokens_valid_until_the_key_is_dropped() {
         let old_keys = SigningKeys::parse("k1:cHJldmlvdXMtc2VjcmV0LWFiY2RlZmdoaWo=").expect("keys");
         let old_token = old_keys.issue(&claims()).expect("issue");
-        assert!(old_token.starts_with("v1.k1."));
-        let verified =
-            verify(&old_token, &keys(), 1_700_000_000, Scope::Key, "benw", None).expect("k1 held");
+        assert!(old_token.starts_with("v2.k1."));
+        let verified = verify(&old_token, &keys(), NOW, &key_8(), None).expect("k1 held");
         assert_eq!(verified.kid, "k1");
         let only_new = SigningKeys::parse("k2:Y3VycmVudC1zZWNyZXQtMDEyMzQ1Njc4OQ").expect("keys");
         assert_eq!(
-            verify(
-                &old_token,
-                &only_new,
-                1_700_000_000,
-                Scope::Key,
-                "benw",
-                None
-            ),
+            verify(&old_token, &only_new, NOW, &key_8(), None),
             Err(TokenError::UnknownKid)
         );
         // A token claiming kid k2 but signed with k1's secret.
-        let forged = old_token.replacen("v1.k1.", "v1.k2.", 1);
+        let forged = old_token.replacen("v2.k1.", "v2.k2.", 1);
         assert_eq!(
-            verify(&forged, &keys(), 1_700_000_000, Scope::Key, "benw", None),
+            verify(&forged, &keys(), NOW, &key_8(), None),
             Err(TokenError::BadSignature)
         );
     }
@@ -638,22 +778,22 @@ mod tests {
     fn tampering_is_refused() {
         let keys = keys();
         let token = keys.issue(&claims()).expect("issue");
-        let now = 1_700_000_000;
+        let now = NOW;
         // Extend expiry: flip a payload character.
         let (head, mac) = token.rsplit_once('.').expect("mac");
         let mut payload: Vec<char> = head.chars().collect();
-        let index = "v1.k2.AAAAAGV".len();
+        let index = "v2.k2.AAAAAGV".len();
         payload[index] = if payload[index] == 'U' { 'V' } else { 'U' };
         let tampered = format!("{}.{mac}", payload.into_iter().collect::<String>());
         assert_eq!(
-            verify(&tampered, &keys, now, Scope::Key, "benw", None),
+            verify(&tampered, &keys, now, &key_8(), None),
             Err(TokenError::BadSignature)
         );
         // Flip the MAC.
         let first = if mac.starts_with('A') { 'B' } else { 'A' };
         let flipped = format!("{head}.{first}{}", &mac[1..]);
         assert_eq!(
-            verify(&flipped, &keys, now, Scope::Key, "benw", None),
+            verify(&flipped, &keys, now, &key_8(), None),
             Err(TokenError::BadSignature)
         );
     }
@@ -665,18 +805,18 @@ mod tests {
         let long = "a".repeat(MAX_TOKEN_LEN + 1);
         for bad in [
             "",
-            "v1",
-            "v1.k2",
-            "v1.k2.AAAA",
-            "v2.k2.AAAAAGVTy2gIdmlld2VyLTcDYWJjBGJlbncA.xxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "v2",
+            "v2.k2",
+            "v2.k2.AAAA",
+            "v3.k2.AAAAAGVTy2gIdmlld2VyLTcDYWJjBGJlbncA.xxxxxxxxxxxxxxxxxxxxxxxxxxx",
             &format!("{token}="),
             &format!("{token}AA"),
             &token[..token.len() - 1],
-            &token.replacen("v1.k2.", "v1.k2.x.", 1),
+            &token.replacen("v2.k2.", "v2.k2.x.", 1),
             &long,
         ] {
             assert_eq!(
-                verify(bad, &keys, 1_700_000_000, Scope::Key, "benw", None),
+                verify(bad, &keys, NOW, &key_8(), None),
                 Err(TokenError::Malformed),
                 "{bad:?}"
             );
@@ -693,17 +833,10 @@ mod tests {
             &[0, 0, 0, 0, 0, 0, 0, 9, 200],
             &[0u8; 40],
         ] {
-            let signed = format!("v1.k2.{}", URL_SAFE_NO_PAD.encode(payload));
+            let signed = format!("v2.k2.{}", URL_SAFE_NO_PAD.encode(payload));
             let mac = URL_SAFE_NO_PAD.encode(crypto::hmac_sha1(secret, &[signed.as_bytes()]));
             assert_eq!(
-                verify(
-                    &format!("{signed}.{mac}"),
-                    &keys,
-                    0,
-                    Scope::Key,
-                    "benw",
-                    None
-                ),
+                verify(&format!("{signed}.{mac}"), &keys, 0, &key_8(), None),
                 Err(TokenError::Malformed)
             );
         }

@@ -2,12 +2,16 @@
 //! answers the stored playlist with a fresh, short-lived credential written into every key URI
 //! (and a segment credential into every segment URI when `sign_segments` is on).
 //!
-//! Admission ([`gatecast_core::access::admit_playlist`]): `?t=` playlist-scope viewer token,
-//! `?wmsAuthSign=` (when `wmsauth_key` is set), or the seed 000 `sessionid` cookie (when
-//! `session_secret` is set). Key and segment tokens live `key_token_ttl_seconds`; the player
-//! refetches the playlist every target duration and gets new ones, so long sessions never break
-//! while a leaked key URL dies fast. A recorded broadcast's `vod.m3u8` is fetched once, so its
-//! tokens also cover the recording's duration ([`gatecast_core::access::object_token_ttl`]). `HEAD` answers the same status and headers, no body.
+//! Admission ([`gatecast_core::access::admit_playlist`]): `?t=` viewer token for this very
+//! playlist (`index.m3u8` or `vod.m3u8`), `?wmsAuthSign=` (when `wmsauth_key` is set), or the
+//! seed 000 `sessionid` cookie (when `session_secret` is set). Key and segment tokens live
+//! `key_token_ttl_seconds`; the player refetches the playlist every target duration and gets
+//! new ones, so long sessions never break while a leaked key URL dies fast. A recorded
+//! broadcast's `vod.m3u8` is fetched once, so its tokens also cover the recording's duration.
+//! Either way they never outlive the credential that admitted the viewer, and a key token
+//! opens only the key ids this response names
+//! ([`gatecast_core::access::object_token_queries`]). `HEAD` answers the same status and
+//! headers, no body.
 
 use gatecast_core::access::{self, PlaylistPolicy};
 use gatecast_core::reply::{self, Content, Reply};
@@ -29,7 +33,6 @@ async fn serve(request: &Request) -> Result<Reply> {
         Ok(object) => object,
         Err(early) => return Ok(early),
     };
-    let stream = object.stream();
     let now = outage::unix_now();
     let signing_keys = outage::signing_keys().await?;
     let session_secret = outage::variable("session_secret").await?;
@@ -45,7 +48,7 @@ async fn serve(request: &Request) -> Result<Reply> {
     let Ok(admission) = access::admit_playlist(
         viewer::query(request),
         viewer::header(request, "cookie"),
-        stream,
+        &object,
         viewer::client_ip(request),
         now,
         &policy,
@@ -57,15 +60,7 @@ async fn serve(request: &Request) -> Result<Reply> {
         viewer::Fetched::NotFound => return Ok(reply::not_found()),
     };
     let stored = std::str::from_utf8(&stored).context("stored playlist is not UTF-8")?;
-    let policy = PlaylistPolicy {
-        key_token_ttl_seconds: access::object_token_ttl(
-            &object,
-            stored,
-            policy.key_token_ttl_seconds,
-        ),
-        ..policy
-    };
-    let queries = access::object_token_queries(&admission, stream, now, &policy)
+    let queries = access::object_token_queries(&admission, &object, stored, now, &policy)
         .context("minting key and segment tokens")?;
     let rewritten =
         rewrite::rewrite_playlist(stored, &queries.rewrite_options()).context("rewriting")?;

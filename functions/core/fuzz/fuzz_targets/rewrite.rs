@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     };
     for segment_query in [None, Some("seg=Y")] {
         let options = RewriteOptions {
-            key_query: "tok=Z",
+            key_query: Some("tok=Z"),
             segment_query,
         };
         if let Ok(out) = rewrite_playlist(playlist, &options) {

@@ -2,7 +2,8 @@
 //! that re-issue to themselves.
 #![no_main]
 
-use gatecast_core::viewer_token::{self, Scope, SigningKeys};
+use gatecast_core::layout::{RequestedObject, StreamName};
+use gatecast_core::viewer_token::{self, SigningKeys};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let keys = SigningKeys::parse("k2:Y3VycmVudC1zZWNyZXQtMDEyMzQ1Njc4OQ==")
         .expect("fixed fuzz keys parse");
-    if let Ok(claims) = viewer_token::verify(token, &keys, 0, Scope::Key, "benw", None) {
+    let key = RequestedObject::Key(StreamName::parse("benw").expect("valid name"), 7);
+    if let Ok(claims) = viewer_token::verify(token, &keys, 0, &key, None) {
         let reissued = viewer_token::issue(&claims, keys.current().secret()).expect("reissue");
         assert_eq!(reissued, token);
     }

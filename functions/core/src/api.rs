@@ -245,10 +245,12 @@ pub enum PlaylistKind {
 pub struct SignRequest {
     /// Public stream name.
     pub stream: String,
-    /// The site's viewer id (pay-per-view and blocking act on it).
+    /// The site's viewer id (pay-per-view and blocking act on it); empty or a valid
+    /// [`registry::validate_id`] id.
     #[serde(default)]
     pub viewer: String,
-    /// The site's session id (revocation acts on it).
+    /// The site's session id (revocation acts on it); empty or a valid
+    /// [`registry::validate_id`] id.
     #[serde(default)]
     pub session: String,
     /// URL lifetime in seconds; [`DEFAULT_SIGN_TTL_SECONDS`] when absent, at most
@@ -340,6 +342,13 @@ pub fn sign(
 ) -> Result<SignResponse, ApiError> {
     let stream = StreamName::parse(&request.stream)
         .map_err(|_| ApiError::Unsignable(TokenError::InvalidClaim("stream")))?;
+    // An id that revoke and block could never address (their path segment is checked by the
+    // same rule) would make a URL nobody can take back. Empty means "none".
+    for (claim, id) in [("viewer", &request.viewer), ("session", &request.session)] {
+        if !id.is_empty() && registry::validate_id(id).is_err() {
+            return Err(ApiError::Unsignable(TokenError::InvalidClaim(claim)));
+        }
+    }
     let ttl = request
         .ttl
         .unwrap_or(DEFAULT_SIGN_TTL_SECONDS)
@@ -656,6 +665,70 @@ mod tests {
             sign(&bad_stream, &keys, "", 1_000),
             Err(ApiError::Unsignable(_))
         ));
+    }
+
+    /// Issue 13 item 12: ids that `/api/sessions/<id>/revoke` or `/api/viewers/<id>/block`
+    /// could never address are refused at signing (400), with either scheme; the longest and
+    /// the widest-alphabet ids those routes take are signed.
+    #[test]
+    fn sign_refuses_ids_that_revoke_and_block_cannot_address() {
+        let keys = SigningKeys::parse("k1:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u").expect("valid keys");
+        let request = SignRequest {
+            stream: "benw".into(),
+            viewer: "ID_1".into(),
+            session: "s-42".into(),
+            ttl: Some(600),
+            ip: Some(IpAddr::from([203, 0, 113, 5])),
+            scheme: SignScheme::Gatecast,
+            playlist: PlaylistKind::Index,
+        };
+        let longest = "a".repeat(128);
+        for good in ["", "x", longest.as_str(), "aZ09._~@+=-"] {
+            let ok = SignRequest {
+                viewer: good.into(),
+                session: good.into(),
+                ..request.clone()
+            };
+            assert!(sign(&ok, &keys, "pw", 1_000).is_ok(), "{good:?}");
+            // The revoke and block routes take the same ids.
+            if !good.is_empty() {
+                let revoke = format!("/api/sessions/{good}/revoke");
+                assert!(ApiRoute::parse("POST", &revoke).is_ok(), "{good:?}");
+            }
+        }
+        let too_long = "a".repeat(129);
+        for bad in [
+            "a b",
+            "a/b",
+            too_long.as_str(),
+            "caf\u{e9}",
+            "a%2Fb",
+            "a\nb",
+        ] {
+            for scheme in [SignScheme::Gatecast, SignScheme::Wmsauth] {
+                let as_viewer = SignRequest {
+                    viewer: bad.into(),
+                    scheme,
+                    ..request.clone()
+                };
+                let as_session = SignRequest {
+                    session: bad.into(),
+                    scheme,
+                    ..request.clone()
+                };
+                for (claim, signed) in [
+                    ("viewer", sign(&as_viewer, &keys, "pw", 1_000)),
+                    ("session", sign(&as_session, &keys, "pw", 1_000)),
+                ] {
+                    let refused = Err(ApiError::Unsignable(TokenError::InvalidClaim(claim)));
+                    assert_eq!(signed, refused, "{bad:?} as {claim} ({scheme:?})");
+                    assert_eq!(
+                        refused.err().map(|error| error.status()),
+                        Some(http::StatusCode::BAD_REQUEST)
+                    );
+                }
+            }
+        }
     }
 
     /// A recorded broadcast is signed like the live playlist, under `vod.m3u8`, with either

@@ -191,8 +191,9 @@ async fn create_channel(name: &StreamName) -> Result<Reply> {
     Ok(key_reply(StatusCode::CREATED, name, stream_key))
 }
 
-/// Issues a new stream key. The old one stops working at once (its index entry is deleted);
-/// a broadcast already running with it continues until it ends.
+/// Issues a new stream key. The old one stops working at once (its index entry is deleted):
+/// a new publish with it is refused, and a broadcast already running with it is cut off at its
+/// next `on_update` (which [`on_publish`] refuses).
 async fn rotate_key(name: &StreamName) -> Result<Reply> {
     let store = channels().await?;
     let Some(mut channel) = load_channel(&store, name).await? else {
@@ -246,19 +247,14 @@ async fn mark(key: &str, since: Option<u64>) -> Result<Reply> {
 
 /// `on_publish`, and nginx-rtmp's `on_update` pointed at the same URL (`call=update_publish`):
 /// both take or renew the channel's publish lease, refused (409) while another publisher holds
-/// it. An update for a disabled channel is refused too (403), which cuts a banned streamer off;
-/// one for an unknown key is let be, since a rotated key's running broadcast goes on.
+/// it. Both are refused (403) for a key that no longer names an active channel: a disabled
+/// channel's, and a rotated-away one's. A refused update cuts the publisher off, so rotating
+/// a leaked key ends the broadcast running with it at its next update.
 async fn on_publish(body: &[u8], now: u64) -> Result<Reply> {
     let form = std::str::from_utf8(body).unwrap_or_default();
     let update = registry::is_update_call(form);
-    let Some(channel) = channel_of_hook(body).await? else {
-        return Ok(reply::status(if update {
-            StatusCode::OK
-        } else {
-            StatusCode::FORBIDDEN
-        }));
-    };
-    let PublishDecision::Rename(name) = registry::decide_publish(Some(&channel)) else {
+    let channel = channel_of_hook(body).await?;
+    let PublishDecision::Rename(name) = registry::decide_publish(channel.as_ref()) else {
         return Ok(reply::status(StatusCode::FORBIDDEN));
     };
     if !apply_lease(&name, form, LeaseAction::Acquire, now)? {
@@ -328,7 +324,8 @@ fn apply_lease(name: &StreamName, form: &str, action: LeaseAction, now: u64) -> 
     })
 }
 
-/// The channel whose stream key an nginx-rtmp callback presents, found by the key's digest.
+/// The channel whose current stream key an nginx-rtmp callback presents, found by the key's
+/// digest ([`ChannelRecord::is_keyed_by`]: a rotated-away key names none).
 async fn channel_of_hook(body: &[u8]) -> Result<Option<ChannelRecord>> {
     let Some(stream_key) = std::str::from_utf8(body)
         .ok()
@@ -351,7 +348,9 @@ async fn channel_of_hook(body: &[u8]) -> Result<Option<ChannelRecord>> {
     else {
         return Ok(None);
     };
-    load_channel(&store, &name).await
+    Ok(load_channel(&store, &name)
+        .await?
+        .filter(|channel| channel.is_keyed_by(&stream_key)))
 }
 
 async fn channels() -> Result<Store> {

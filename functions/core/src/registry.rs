@@ -87,6 +87,14 @@ impl ChannelRecord {
     pub fn from_json(stored: &[u8]) -> Result<Self, RegistryError> {
         serde_json::from_slice(stored).map_err(|_| RegistryError::CorruptRecord)
     }
+
+    /// Whether `stream_key` is this channel's current key. The hooks find a channel through
+    /// the key's [`stream_key_index`] entry, which a rotation deletes only after saving the
+    /// new digest here: checking the record too means a rotated-away key names no channel
+    /// even while (or if, after a failed delete) its index entry is still there.
+    pub fn is_keyed_by(&self, stream_key: &str) -> bool {
+        self.key_sha256 == stream_key_digest(stream_key)
+    }
 }
 
 /// `GET /api/streams/<name>` answer.
@@ -492,6 +500,16 @@ mod tests {
         let mut corrupt = channel(true);
         corrupt.name = "../x".into();
         assert_eq!(decide_publish(Some(&corrupt)), PublishDecision::Refuse);
+    }
+
+    /// Issue 13 item 7: after a rotation the old key no longer names the channel, even if its
+    /// index entry were still there.
+    #[test]
+    fn only_the_current_key_names_a_channel() {
+        let channel = channel(true);
+        assert!(channel.is_keyed_by("J42ninLbjl2E2V8ePqy7"));
+        assert!(!channel.is_keyed_by("J42ninLbjl2E2V8ePqy8"));
+        assert!(!channel.is_keyed_by(""));
     }
 
     /// Byte layout by hand: until = 0x6553F100 (1700000000), holder = 0x0A0B0C0D →

@@ -12,7 +12,9 @@ const STREAM: &str = "cam";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_admission_path_plays_decrypted_h264_and_aac() -> anyhow::Result<()> {
-    let test = TestStack::start().await?;
+    // Seed 000 without the site's authorize callback is refused by default; this test plays it
+    // under the documented opt-in (the site-backed path: tests/tests/attack_tokens.rs).
+    let test = TestStack::start_with(&[("session_trust_signature_only", "true")]).await?;
     // Four segments of 2 s at 3 segments per key span at least two keys.
     let broadcast = test.broadcast(STREAM, 12, 4).await?;
     let live = test.api_get("/api/streams/cam").await?;
@@ -155,9 +157,9 @@ async fn wmsauth_signed_by_the_api(test: &TestStack) -> anyhow::Result<Playback>
     Ok(playback)
 }
 
-/// Seed 000: the `sessionid` cookie admits to the playlist, whose key URIs carry
-/// `s = b64(HMAC-SHA1(secret, "<sessionid> <stream>"))` computed here by python; the key needs
-/// the same cookie.
+/// Seed 000 (signature only, the opt-in): the `sessionid` cookie admits to the playlist, whose
+/// key URIs carry `s = b64(HMAC-SHA1(secret, "<sessionid> <stream>"))` computed here by python;
+/// the key needs the same cookie.
 async fn seed000_session(test: &TestStack) -> anyhow::Result<Playback> {
     let cookie = "e2e-session-7f3a";
     let expected = stack::seed000_token(&test.stack.secrets.session_secret, cookie, STREAM).await?;

@@ -68,7 +68,7 @@ pub enum Grant {
     /// A gatecast viewer token, with its claims.
     Viewer(ViewerClaims),
     /// A seed 000 session: the site still has to say the session is an active user
-    /// (`authorize_key`), unless that callback is off.
+    /// (`authorize_key`, see [`session_token::SessionCheck`]).
     Session {
         /// The `sessionid` cookie as sent.
         cookie: String,
@@ -79,14 +79,18 @@ impl Grant {
     /// The `viewers`-store keys whose presence refuses this grant for `stream`.
     pub fn sanction_keys(&self, stream: &StreamName) -> Vec<String> {
         let mut keys = vec![registry::banned_stream_key(stream)];
-        if let Self::Viewer(claims) = self {
-            if !claims.session.is_empty() {
-                keys.push(registry::revoked_session_key(&claims.session));
+        match self {
+            Self::Viewer(claims) => {
+                if !claims.session.is_empty() {
+                    keys.push(registry::revoked_session_key(&claims.session));
+                }
+                if !claims.viewer.is_empty() {
+                    keys.push(registry::blocked_viewer_key(&claims.viewer));
+                    keys.push(ppv::denied_key(&claims.viewer));
+                }
             }
-            if !claims.viewer.is_empty() {
-                keys.push(registry::blocked_viewer_key(&claims.viewer));
-                keys.push(ppv::denied_key(&claims.viewer));
-            }
+            // `/api/sessions/<sessionid>/revoke` ends a seed 000 session too.
+            Self::Session { cookie } => keys.push(registry::revoked_session_key(cookie)),
         }
         keys
     }
@@ -508,7 +512,7 @@ mod tests {
         );
         assert_eq!(
             grant.expect("granted").sanction_keys(&benw()),
-            ["banned-stream:benw"]
+            ["banned-stream:benw", "revoked-session:abc"]
         );
         let other_cookie = Some("sessionid=abd");
         assert_eq!(

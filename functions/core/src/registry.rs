@@ -10,8 +10,9 @@
 //!   revoked-session:<session>  decimal Unix time of the revocation
 //!   blocked-viewer:<viewer>    decimal Unix time of the block
 //!   banned-stream:<name>       decimal Unix time of the ban (channel disabled)
-//!   authorization:<sha256 hex> "allow <until>" | "deny <until>" (key only: the site's seed 000
-//!                              answer for "<session cookie> <stream>", cached until <until>)
+//!   authorization:<period>:<sha256 hex>  "allow" (playlist and key: the site's seed 000 yes
+//!                              for "<session cookie> <stream>" during one period; see
+//!                              [`authorization_key`]; ppv-sync's round deletes past periods)
 //!   publish-lease:<name>       8-byte counter: PublishLease (api only; see below)
 //! ```
 //!
@@ -124,44 +125,14 @@ impl StreamStatus {
     }
 }
 
-/// The site's seed 000 `authorize_key` answer, cached so the site is asked once per key period
-/// rather than once per key request.
-///
-/// Stored as plain text (`allow <until>` / `deny <until>`) rather than JSON: the key component
-/// reads nothing else as JSON, and a JSON parser would cost it ~20 KB of its 400 KB budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuthorizationDecision {
-    /// Whether the site answered 2xx.
-    pub allowed: bool,
-    /// Unix time after which the site must be asked again.
-    pub until: u64,
-}
+/// How long the site's seed 000 `authorize_key` yes is reused, in seconds: the site is asked at
+/// most once per period per session and stream, and a session the site ends loses access
+/// within one period. A fixed period (rather than a variable) lets the cache rows name their
+/// period, so stale rows are found by their key alone.
+pub const AUTHORIZATION_PERIOD_SECONDS: u64 = 60;
 
-impl AuthorizationDecision {
-    /// Whether the cached answer may still be used at `now`.
-    pub fn is_fresh(&self, now: u64) -> bool {
-        now < self.until
-    }
-
-    /// The stored form.
-    pub fn encode(&self) -> String {
-        let verdict = if self.allowed { "allow" } else { "deny" };
-        format!("{verdict} {}", self.until)
-    }
-
-    /// Parses the stored form; `None` for anything else (treated as not cached).
-    pub fn decode(stored: &[u8]) -> Option<Self> {
-        let text = std::str::from_utf8(stored).ok()?;
-        let (verdict, until) = text.split_once(' ')?;
-        let allowed = match verdict {
-            "allow" => true,
-            "deny" => false,
-            _ => return None,
-        };
-        let until = until.parse().ok()?;
-        Some(Self { allowed, until })
-    }
-}
+/// Value of an [`authorization_key`] row: only the site's yes is cached.
+pub const AUTHORIZATION_ALLOWED: &str = "allow";
 
 /// What the on_publish hook answers for a presented stream key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,11 +332,29 @@ pub fn banned_stream_key(name: &StreamName) -> String {
     format!("banned-stream:{name}")
 }
 
-/// `authorization:<sha256 hex of "<session cookie> <stream>">` in [`VIEWERS_STORE`].
-pub fn authorization_key(session_cookie: &str, stream: &StreamName) -> String {
+/// `authorization:<period>:<sha256 hex of "<session cookie> <stream>">` in [`VIEWERS_STORE`],
+/// period = `now / AUTHORIZATION_PERIOD_SECONDS`: the row that caches the site's yes for this
+/// session and stream during `now`'s period.
+///
+/// Why it stays bounded: a denial is never cached (a made-up cookie writes nothing), the
+/// cookie is hashed (the store never holds a session id), and the period in the key lets the
+/// `ppv-sync` round delete every past period's rows ([`is_stale_authorization_key`]) without
+/// reading them. Rows therefore exist only for sessions the site accepted in the last period.
+pub fn authorization_key(session_cookie: &str, stream: &StreamName, now: u64) -> String {
     let digest = hex_sha256(&[session_cookie.as_bytes(), b" ", stream.as_str().as_bytes()]);
-    format!("authorization:{digest}")
+    let period = now / AUTHORIZATION_PERIOD_SECONDS;
+    format!("{AUTHORIZATION_PREFIX}{period}:{digest}")
 }
+
+/// Whether `key` is an [`authorization_key`] row of a period before `now`'s.
+pub fn is_stale_authorization_key(key: &str, now: u64) -> bool {
+    key.strip_prefix(AUTHORIZATION_PREFIX)
+        .and_then(|rest| rest.split_once(':'))
+        .and_then(|(period, _)| period.parse::<u64>().ok())
+        .is_some_and(|period| period < now / AUTHORIZATION_PERIOD_SECONDS)
+}
+
+const AUTHORIZATION_PREFIX: &str = "authorization:";
 
 /// Validates a viewer or session id taken from an API path.
 pub fn validate_id(id: &str) -> Result<&str, RegistryError> {
@@ -414,8 +403,8 @@ mod tests {
             "ccaec3f7cfd0a42ef47a1b64fc9d801c64ed763443712b1de5d794f66e26822e"
         );
         assert_eq!(
-            authorization_key("hx9k2", &name("benw")),
-            "authorization:0ef3617a0686857f9ce10cbf3d4327d4ed4810e0dee52bf285a6ad9effaa4295"
+            authorization_key("hx9k2", &name("benw"), 1_700_000_000),
+            "authorization:28333333:0ef3617a0686857f9ce10cbf3d4327d4ed4810e0dee52bf285a6ad9effaa4295"
         );
     }
 
@@ -595,14 +584,28 @@ mod tests {
         assert!(!is_update_call("call=publish"));
     }
 
+    /// By hand: 1_700_000_000 / 60 = 28_333_333, the period 1_699_999_980..=1_700_000_039.
     #[test]
-    fn cached_authorizations_expire() {
-        let decision = AuthorizationDecision {
-            allowed: true,
-            until: 100,
-        };
-        assert!(decision.is_fresh(99));
-        assert!(!decision.is_fresh(100));
+    fn authorization_rows_go_stale_with_their_period() {
+        let row = authorization_key("hx9k2", &name("benw"), 1_700_000_000);
+        assert_eq!(
+            row,
+            authorization_key("hx9k2", &name("benw"), 1_699_999_980)
+        );
+        assert_ne!(
+            row,
+            authorization_key("hx9k2", &name("benw"), 1_699_999_979)
+        );
+        assert!(!is_stale_authorization_key(&row, 1_700_000_039));
+        assert!(is_stale_authorization_key(&row, 1_700_000_040));
+        for other in [
+            "authorization:x:abc",
+            "authorization:5",
+            "revoked-session:1",
+            "ppv-charged:benw:1:v",
+        ] {
+            assert!(!is_stale_authorization_key(other, u64::MAX), "{other}");
+        }
     }
 
     #[test]

@@ -62,6 +62,36 @@ pub fn verify(secret: &[u8], session_id: &str, stream: &str, presented: &str) ->
     crypto::constant_time_eq(expected.as_bytes(), &normalised)
 }
 
+/// Who vouches that a seed 000 session is a logged-in viewer.
+///
+/// The token only binds a session id to a stream: anyone can make up a `sessionid` cookie and
+/// the edge computes the matching `s=` for it. In the nginx recipe the site's `authorize_key`
+/// view is what checks the session, so without that callback the scheme admits everybody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionCheck {
+    /// Ask the site's `authorize_key` view (`authorize_path` is set).
+    AskSite,
+    /// Trust the signature alone: the explicit, weaker opt-in
+    /// (`session_trust_signature_only = "true"`, no `authorize_path`).
+    SignatureOnly,
+    /// Refuse every seed 000 session: the safe default when no callback is configured.
+    Refuse,
+}
+
+/// The [`SessionCheck`] for the configured `authorize_path` and `session_trust_signature_only`
+/// variables. A configured callback always wins; without one only the literal `"true"` opts
+/// in to the signature alone, so a typo or an empty value fails closed.
+pub fn session_check(authorize_path: &str, trust_signature_only: &str) -> SessionCheck {
+    if !authorize_path.is_empty() {
+        SessionCheck::AskSite
+    } else if trust_signature_only == "true" {
+        SessionCheck::SignatureOnly
+    } else {
+        SessionCheck::Refuse
+    }
+}
+
 fn mac(secret: &[u8], session_id: &str, stream: &str) -> [u8; 20] {
     crypto::hmac_sha1(secret, &[session_id.as_bytes(), b" ", stream.as_bytes()])
 }
@@ -174,5 +204,18 @@ mod tests {
             "c benw",
             "rMmR8hX3guMv3deDqoLkC9nm1Y8="
         ));
+    }
+
+    /// Issue 13 item 1: without the site callback seed 000 fails closed; only an exact
+    /// `"true"` opts in to the signature alone, and a configured callback always asks.
+    #[test]
+    fn sessions_fail_closed_without_the_site() {
+        assert_eq!(session_check("", ""), SessionCheck::Refuse);
+        assert_eq!(session_check("", "false"), SessionCheck::Refuse);
+        assert_eq!(session_check("", "TRUE"), SessionCheck::Refuse);
+        assert_eq!(session_check("", " true"), SessionCheck::Refuse);
+        assert_eq!(session_check("", "true"), SessionCheck::SignatureOnly);
+        assert_eq!(session_check("/authorize", ""), SessionCheck::AskSite);
+        assert_eq!(session_check("/authorize", "true"), SessionCheck::AskSite);
     }
 }

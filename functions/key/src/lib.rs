@@ -5,7 +5,8 @@
 //! Order: credential ([`gatecast_core::access`]: a key-scope viewer token the playlist minted,
 //! never the playlist URL's own token, or seed 000's `s=` token) → sanctions in the `viewers`
 //! store (banned stream, revoked session, blocked viewer, pay-per-view deny list) → for seed 000
-//! sessions, the site's `authorize_key` answer (cached per key period) → pay-per-view
+//! sessions, the site's `authorize_key` answer ([`gatecast_spin_shell::site`]: a yes cached
+//! for one period; refused outright when no callback is configured) → pay-per-view
 //! ([`gatecast_spin_shell::ppv::admit_key`]: session cap, exactly-once debit per key id with the
 //! KV's atomics, usage and audit) → the key object from the private key bucket, which must be
 //! exactly 16 bytes (remembered by the instance, see [`FETCHED_KEYS`]). When a WMSPanel sync
@@ -15,14 +16,14 @@
 //! 403 (pay-per-view ones name their reason in `X-Gatecast-Reason`); a store, site or storage
 //! failure is 503 with `Retry-After`.
 
-use gatecast_core::access::{self, Grant};
-use gatecast_core::layout::{RequestedObject, StreamName};
+use gatecast_core::access::Grant;
+use gatecast_core::layout::RequestedObject;
 use gatecast_core::ppv::{self as core_ppv, Refusal};
-use gatecast_core::registry::{self, AuthorizationDecision};
+use gatecast_core::registry;
 use gatecast_core::reply::{self, Content, Reply};
 use gatecast_core::viewer_token::Scope;
-use gatecast_spin_shell::{outage, ppv, viewer};
-use spin_sdk::http::{EmptyBody, Method, Request, Response};
+use gatecast_spin_shell::{outage, ppv, site, viewer};
+use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_service;
 use spin_sdk::key_value::Store;
 
@@ -30,9 +31,6 @@ use outage::{Context as _, Result};
 
 /// Length of an AES-128 key file (RFC 8216 §5.2); anything else fails in every player.
 const KEY_LEN: usize = 16;
-
-/// Header naming the stream to the site's authorize callback, as seed 000's nginx sets it.
-const STREAM_HEADER: &str = "x-stream-username";
 
 #[http_service]
 async fn handle(request: Request) -> Response<spin_sdk::http::FullBody<bytes::Bytes>> {
@@ -76,7 +74,7 @@ async fn serve(request: &Request) -> Result<Reply> {
         }
     }
     if let Grant::Session { cookie } = &grant
-        && !site_authorizes(&viewers, cookie, stream, now).await?
+        && !site::session_admitted("key", cookie, stream, now).await?
     {
         return Ok(reply::refused());
     }
@@ -146,60 +144,4 @@ fn remember_key(path: String, key: [u8; KEY_LEN]) {
         }
         keys.push((path, key));
     }
-}
-
-/// Seed 000's `authorize_key`: asks the site whether this session may watch, with the cookie
-/// and the stream name, and caches a 2xx/401/403 answer for one key-token lifetime. With no
-/// `authorize_path` configured, the signature alone admits.
-async fn site_authorizes(
-    viewers: &Store,
-    cookie: &str,
-    stream: &StreamName,
-    now: u64,
-) -> Result<bool> {
-    let path = outage::variable("authorize_path").await?;
-    if path.is_empty() {
-        return Ok(true);
-    }
-    let cache_key = registry::authorization_key(cookie, stream);
-    if let Some(cached) = viewers
-        .get(&cache_key)
-        .await
-        .context("reading the authorization cache")?
-        .and_then(|stored| AuthorizationDecision::decode(&stored))
-        .filter(|decision| decision.is_fresh(now))
-    {
-        return Ok(cached.allowed);
-    }
-    let url = format!("{}{path}", outage::variable("authorize_origin").await?);
-    let callback = http::Request::get(url)
-        .header(
-            http::header::COOKIE,
-            format!("{}={cookie}", access::SESSION_COOKIE),
-        )
-        .header(STREAM_HEADER, stream.as_str())
-        .body(EmptyBody::new())
-        .context("building the authorize request")?;
-    let status = spin_sdk::http::send(callback)
-        .await
-        .context("calling the site's authorize URL")?
-        .status();
-    let allowed = match status.as_u16() {
-        200..=299 => true,
-        401 | 403 => false,
-        _ => return Err(status).context("authorize URL answered"),
-    };
-    let ttl: u64 = outage::variable("key_token_ttl_seconds")
-        .await?
-        .parse()
-        .context("key_token_ttl_seconds")?;
-    let decision = AuthorizationDecision {
-        allowed,
-        until: now.saturating_add(ttl),
-    };
-    // A lost cache write only costs one more callback next time.
-    if let Err(error) = viewers.set(&cache_key, decision.encode()).await {
-        eprintln!("key: caching an authorization: {error}");
-    }
-    Ok(allowed)
 }

@@ -4,20 +4,21 @@
 //!
 //! Admission ([`gatecast_core::access::admit_playlist`]): `?t=` viewer token for this very
 //! playlist (`index.m3u8` or `vod.m3u8`), `?wmsAuthSign=` (when `wmsauth_key` is set), or the
-//! seed 000 `sessionid` cookie (when `session_secret` is set). Key and segment tokens live
-//! `key_token_ttl_seconds`; the player refetches the playlist every target duration and gets
-//! new ones, so long sessions never break while a leaked key URL dies fast. A recorded
-//! broadcast's `vod.m3u8` is fetched once, so its tokens also cover the recording's duration.
-//! Either way they never outlive the credential that admitted the viewer, and a key token
-//! opens only the key ids this response names
+//! seed 000 `sessionid` cookie (when `session_secret` is set, and the site's `authorize_key`
+//! says yes: [`gatecast_spin_shell::site`], so a made-up cookie gets no `s=` URIs). Key and
+//! segment tokens live `key_token_ttl_seconds`; the player refetches the playlist every target
+//! duration and gets new ones, so long sessions never break while a leaked key URL dies fast.
+//! A recorded broadcast's `vod.m3u8` is fetched once, so its tokens also cover the recording's
+//! duration. Either way they never outlive the credential that admitted the viewer, and a key
+//! token opens only the key ids this response names
 //! ([`gatecast_core::access::object_token_queries`]). `HEAD` answers the same status and
 //! headers, no body.
 
-use gatecast_core::access::{self, PlaylistPolicy};
+use gatecast_core::access::{self, Admission, PlaylistPolicy};
 use gatecast_core::reply::{self, Content, Reply};
 use gatecast_core::rewrite;
 use gatecast_core::viewer_token::Scope;
-use gatecast_spin_shell::{outage, viewer};
+use gatecast_spin_shell::{outage, site, viewer};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_service;
 
@@ -55,6 +56,11 @@ async fn serve(request: &Request) -> Result<Reply> {
     ) else {
         return Ok(reply::refused());
     };
+    if let Admission::Session { cookie } = &admission
+        && !site::session_admitted("playlist", cookie, object.stream(), now).await?
+    {
+        return Ok(reply::refused());
+    }
     let stored = match viewer::fetch("media_bucket", &object.storage_path(), now).await? {
         viewer::Fetched::Found(bytes) => bytes,
         viewer::Fetched::NotFound => return Ok(reply::not_found()),

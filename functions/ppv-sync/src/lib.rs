@@ -17,7 +17,8 @@
 //!   `Host: ppv-sync.spin.internal` depends on the guest's HTTP client, and a false "outside"
 //!   verdict would silently stop every automatic sync.
 //!
-//! A round prunes old charge markers (see [`ppv::RETAINED_KEY_IDS`]) and then syncs. A sync
+//! A round prunes old charge markers (see [`ppv::RETAINED_KEY_IDS`]) and past periods' seed 000
+//! authorization cache rows ([`registry::authorization_key`]), and then syncs. A sync
 //! POSTs the pending usage with `Puzzle`/`Signature`, checks the `Solution`, replaces the deny
 //! list and only then subtracts the reported seconds, so usage survives a failed sync. The
 //! handler call is bounded by [`HANDLER_TIMEOUT`]: a hung handler fails the sync (the previous
@@ -33,6 +34,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gatecast_core::api;
 use gatecast_core::ppv::{self, UsageRecord};
+use gatecast_core::registry;
 use gatecast_core::reply::{self, Reply};
 use gatecast_spin_shell::outage::{self, Outage, Result, variable};
 use gatecast_spin_shell::ppv::{Ledger, sync_interval};
@@ -70,7 +72,7 @@ async fn serve(request: &Request) -> Result<Reply> {
     if !win_round(&ledger, now).await? {
         return Ok(reply::status(StatusCode::NO_CONTENT));
     }
-    prune(&ledger, now / sync_interval().await?)?;
+    prune(&ledger, now, now / sync_interval().await?)?;
     Ok(match sync(&ledger, now).await {
         Err(SyncFailure::NotConfigured) => reply::status(StatusCode::NO_CONTENT),
         outcome => sync_reply(outcome),
@@ -109,16 +111,15 @@ async fn win_round(ledger: &Ledger, now: u64) -> Result<bool> {
     Ok(true)
 }
 
-/// Deletes charge markers and audit-seen keys of old key ids, and the leases of past rounds.
-fn prune(ledger: &Ledger, round: u64) -> Result<()> {
+/// Deletes charge markers and audit-seen keys of old key ids, the leases of past rounds, and
+/// the seed 000 authorization cache rows of past periods.
+fn prune(ledger: &Ledger, now: u64, round: u64) -> Result<()> {
     let keys = ledger.keys()?;
     let stale = ppv::prunable_markers(&keys, ppv::RETAINED_KEY_IDS)
         .into_iter()
-        .chain(
-            keys.iter()
-                .map(String::as_str)
-                .filter(|key| ppv::is_past_round_key(key, round)),
-        );
+        .chain(keys.iter().map(String::as_str).filter(|key| {
+            ppv::is_past_round_key(key, round) || registry::is_stale_authorization_key(key, now)
+        }));
     for key in stale {
         ledger.delete(key)?;
     }

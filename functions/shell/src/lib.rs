@@ -11,7 +11,9 @@
 //! - [`viewer`]: what the viewer-facing components (`playlist`, `key`, `segment`) read from a
 //!   request, the signing keys, and storage reads.
 //! - [`ppv`]: pay-per-view on the `viewers` store through `wasi:keyvalue` atomics.
+//! - [`site`]: seed 000's site callback (`authorize_key`), shared by `playlist` and `key`.
 
 pub mod outage;
 pub mod ppv;
+pub mod site;
 pub mod viewer;

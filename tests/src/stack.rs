@@ -46,8 +46,18 @@ impl TestStack {
     /// [`TestStack::start`] with extra app variables (`(name, value)`, overriding spin.toml's
     /// defaults).
     pub async fn start_with(variables: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_configured(variables, |_| {}).await
+    }
+
+    /// [`TestStack::start_with`], with `configure` adjusting the rest of the stack's
+    /// configuration (recording, the worker's update interval) before it starts.
+    pub async fn start_configured(
+        variables: &[(&str, &str)],
+        configure: impl FnOnce(&mut StackConfig),
+    ) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir().context("temp dir")?;
         let mut config = StackConfig::ephemeral(data_dir.path(), workspace_dir().join("spin.toml"));
+        configure(&mut config);
         config.target_dir = Some(target_dir());
         config
             .variables

@@ -334,6 +334,14 @@ pub async fn wmsauth_sign(
     .await
 }
 
+/// Publishes `seconds` of test pattern to `url` and reports whether ffmpeg got through to the
+/// end (a refused or cut-off publish makes it fail).
+pub async fn publishes(url: &str, seconds: u32) -> anyhow::Result<bool> {
+    let mut child = crate::ffmpeg::publish(url, seconds)?;
+    let limit = Duration::from_secs(u64::from(seconds) + 20);
+    Ok(crate::ffmpeg::wait(&mut child, limit).await?.success())
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use gatecast_e2e::ffmpeg;
 use gatecast_e2e::hls;
-use gatecast_e2e::stack::{self, TestStack};
+use gatecast_e2e::stack::{self, TestStack, publishes};
 use gatecast_e2e::viewer::{self, assert_playable, assert_refused, play, query_param};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -316,13 +316,6 @@ async fn item_1_seed_000_asks_the_site_and_revocation_ends_sessions() -> anyhow:
 
     broadcast.finish().await?;
     test.shutdown().await
-}
-
-/// Publishes `seconds` to `url` and reports whether ffmpeg got through to the end.
-async fn publishes(url: &str, seconds: u32) -> anyhow::Result<bool> {
-    let mut child = ffmpeg::publish(url, seconds)?;
-    let limit = Duration::from_secs(u64::from(seconds) + 20);
-    Ok(ffmpeg::wait(&mut child, limit).await?.success())
 }
 
 /// Issue 13 item 7: a publisher live with a leaked key is cut off once the operator rotates

@@ -9,20 +9,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use gatecast_e2e::ffmpeg;
-use gatecast_e2e::stack::TestStack;
+use gatecast_e2e::stack::{TestStack, publishes};
 use tokio::time::Instant;
 
 /// The extra workers' `on_update` period; the edge's lease lasts three of them.
 const UPDATE: Duration = Duration::from_secs(1);
 const LEASE: Duration = Duration::from_secs(3);
-
-/// Publishes `seconds` to `url` and reports whether ffmpeg got through (a refused publish
-/// makes it fail within a second or two).
-async fn publishes(url: &str, seconds: u32) -> anyhow::Result<bool> {
-    let mut child = ffmpeg::publish(url, seconds)?;
-    let limit = Duration::from_secs(u64::from(seconds) + 20);
-    Ok(ffmpeg::wait(&mut child, limit).await?.success())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_publisher_per_channel_across_workers() -> anyhow::Result<()> {

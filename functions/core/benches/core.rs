@@ -87,9 +87,9 @@ fn ten_segment_playlist() -> String {
 
 fn rewrite(c: &mut Criterion) {
     let playlist = ten_segment_playlist();
-    let key_token = "t=v1.k2.AAAAAGVT81gCCHZpZXdlci03A2FiYwRiZW53AA.pnpmOXvMh3hDI2jl-3AKKzaxcrA";
+    let key_token = "t=v2.k2.AAAAAGVT81gCCHZpZXdlci03A2FiYwRiZW53AA.pnpmOXvMh3hDI2jl-3AKKzaxcrA";
     let segment_token =
-        "t=v1.k2.AAAAAGVT81gDCHZpZXdlci03A2FiYwRiZW53AA.oOVEnqY1718OLteEcZfphuqBCtA";
+        "t=v2.k2.AAAAAGVT81gDCHZpZXdlci03A2FiYwRiZW53AA.oOVEnqY1718OLteEcZfphuqBCtA";
     let mut group = c.benchmark_group("rewrite_10_segments");
     group.throughput(Throughput::Bytes(playlist.len() as u64));
     for (name, segment_query) in [

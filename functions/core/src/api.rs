@@ -603,18 +603,23 @@ mod tests {
         );
     }
 
-    #[test]
-    fn signed_urls_verify_for_their_stream_and_expire() {
-        let keys = SigningKeys::parse("k1:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u").expect("valid keys");
-        let request = SignRequest {
+    /// A gatecast sign request for `benw`, viewer `ID_1`, session `s-42`, 600 s.
+    fn benw_request(ip: Option<IpAddr>) -> SignRequest {
+        SignRequest {
             stream: "benw".into(),
             viewer: "ID_1".into(),
             session: "s-42".into(),
             ttl: Some(600),
-            ip: None,
+            ip,
             scheme: SignScheme::Gatecast,
             playlist: PlaylistKind::Index,
-        };
+        }
+    }
+
+    #[test]
+    fn signed_urls_verify_for_their_stream_and_expire() {
+        let keys = SigningKeys::parse("k1:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u").expect("valid keys");
+        let request = benw_request(None);
         let signed = sign(&request, &keys, "", 1_000).expect("signable");
         assert_eq!(signed.expires, 1_600);
         let query = signed
@@ -673,15 +678,7 @@ mod tests {
     #[test]
     fn sign_refuses_ids_that_revoke_and_block_cannot_address() {
         let keys = SigningKeys::parse("k1:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u").expect("valid keys");
-        let request = SignRequest {
-            stream: "benw".into(),
-            viewer: "ID_1".into(),
-            session: "s-42".into(),
-            ttl: Some(600),
-            ip: Some(IpAddr::from([203, 0, 113, 5])),
-            scheme: SignScheme::Gatecast,
-            playlist: PlaylistKind::Index,
-        };
+        let request = benw_request(Some(IpAddr::from([203, 0, 113, 5])));
         let longest = "a".repeat(128);
         for good in ["", "x", longest.as_str(), "aZ09._~@+=-"] {
             let ok = SignRequest {

@@ -38,7 +38,7 @@ pub enum RewriteError {
 }
 
 /// What to append and where. Each query is one or more `name=value` pairs joined by `&`,
-/// already percent-encoded, without `?`, e.g. `t=v1.k2.AAAA.BBBB` or
+/// already percent-encoded, without `?`, e.g. `t=v2.k2.AAAA.BBBB` or
 /// [`crate::session_token::query_pair`]'s output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RewriteOptions<'a> {
@@ -259,8 +259,8 @@ fn validate_token_query(query: &str) -> Result<(), RewriteError> {
 mod tests {
     use super::*;
 
-    const KEY_TOKEN: &str = "t=v1.k2.AAAA.BBBB";
-    const SEGMENT_TOKEN: &str = "t=v1.k2.SSSS.BBBB";
+    const KEY_TOKEN: &str = "t=v2.k2.AAAA.BBBB";
+    const SEGMENT_TOKEN: &str = "t=v2.k2.SSSS.BBBB";
 
     fn keys_only() -> RewriteOptions<'static> {
         RewriteOptions {
@@ -296,12 +296,12 @@ mod tests {
 #EXT-X-VERSION:3\n\
 #EXT-X-MEDIA-SEQUENCE:7614\n\
 #EXT-X-TARGETDURATION:6\n\
-#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7614.key?t=v1.k2.AAAA.BBBB\",IV=0x00000000000000000000000000001dbe\n\
+#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7614.key?t=v2.k2.AAAA.BBBB\",IV=0x00000000000000000000000000001dbe\n\
 #EXTINF:5.950,\n\
 1477168823630.ts\n\
 #EXTINF:5.950,\n\
 1477168829573.ts\n\
-#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7616.key?t=v1.k2.AAAA.BBBB\",IV=0x00000000000000000000000000001dc0\n\
+#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7616.key?t=v2.k2.AAAA.BBBB\",IV=0x00000000000000000000000000001dc0\n\
 #EXTINF:5.234,\n\
 1477168841472.ts\n";
         assert_eq!(
@@ -318,14 +318,14 @@ mod tests {
 #EXT-X-VERSION:3\r\n\
 #EXT-X-MEDIA-SEQUENCE:7614\r\n\
 #EXT-X-TARGETDURATION:6\r\n\
-#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7614.key?t=v1.k2.AAAA.BBBB\",IV=0x00000000000000000000000000001dbe\r\n\
+#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7614.key?t=v2.k2.AAAA.BBBB\",IV=0x00000000000000000000000000001dbe\r\n\
 #EXTINF:5.950,\r\n\
-1477168823630.ts?t=v1.k2.SSSS.BBBB\r\n\
+1477168823630.ts?t=v2.k2.SSSS.BBBB\r\n\
 #EXTINF:5.950,\r\n\
-1477168829573.ts?t=v1.k2.SSSS.BBBB\r\n\
-#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7616.key?t=v1.k2.AAAA.BBBB\",IV=0x00000000000000000000000000001dc0\r\n\
+1477168829573.ts?t=v2.k2.SSSS.BBBB\r\n\
+#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/benw/7616.key?t=v2.k2.AAAA.BBBB\",IV=0x00000000000000000000000000001dc0\r\n\
 #EXTINF:5.234,\r\n\
-1477168841472.ts?t=v1.k2.SSSS.BBBB\r\n";
+1477168841472.ts?t=v2.k2.SSSS.BBBB\r\n";
         assert_eq!(out, expected);
     }
 
@@ -356,18 +356,18 @@ https://cdn.example/seg/273.mp4?sig=abc#t=1";
 #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.0,CAN-SKIP-UNTIL=12.0\n\
 #EXT-X-PART-INF:PART-TARGET=0.33334\n\
 #EXT-X-MEDIA-SEQUENCE:266\n\
-#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"https://k.example/keys/a,b.key?x=1&t=v1.k2.AAAA.BBBB#frag\",KEYFORMAT=\"identity\"\n\
-#EXT-X-MAP:URI=\"init.mp4?t=v1.k2.SSSS.BBBB\"\n\
+#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"https://k.example/keys/a,b.key?x=1&t=v2.k2.AAAA.BBBB#frag\",KEYFORMAT=\"identity\"\n\
+#EXT-X-MAP:URI=\"init.mp4?t=v2.k2.SSSS.BBBB\"\n\
 #EXTINF:4.00008,\n\
-fileSequence266.mp4?t=v1.k2.SSSS.BBBB\n\
-#EXT-X-PART:DURATION=0.33334,URI=\"filePart271.0.mp4?t=v1.k2.SSSS.BBBB\"\n\
-#EXT-X-PART:DURATION=0.33334,URI=\"filePart271.1.mp4?t=v1.k2.SSSS.BBBB\",INDEPENDENT=YES\n\
-#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"filePart273.4.mp4?t=v1.k2.SSSS.BBBB\"\n\
+fileSequence266.mp4?t=v2.k2.SSSS.BBBB\n\
+#EXT-X-PART:DURATION=0.33334,URI=\"filePart271.0.mp4?t=v2.k2.SSSS.BBBB\"\n\
+#EXT-X-PART:DURATION=0.33334,URI=\"filePart271.1.mp4?t=v2.k2.SSSS.BBBB\",INDEPENDENT=YES\n\
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"filePart273.4.mp4?t=v2.k2.SSSS.BBBB\"\n\
 \n\
 #EXT-X-RENDITION-REPORT:URI=\"../1M/waitForMSN.php\",LAST-MSN=273,LAST-PART=2\n\
 #EXT-X-UNKNOWN-THING:URI=\"keep.me\"\n\
 # a comment\n\
-https://cdn.example/seg/273.mp4?sig=abc&t=v1.k2.SSSS.BBBB#t=1";
+https://cdn.example/seg/273.mp4?sig=abc&t=v2.k2.SSSS.BBBB#t=1";
         assert_eq!(
             rewrite_playlist(input, &everything()).as_deref(),
             Ok(expected)
@@ -383,7 +383,7 @@ https://cdn.example/seg/273.mp4?sig=abc&t=v1.k2.SSSS.BBBB#t=1";
         assert_eq!(
             changed,
             [
-                "#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"https://k.example/keys/a,b.key?x=1&t=v1.k2.AAAA.BBBB#frag\",KEYFORMAT=\"identity\""
+                "#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"https://k.example/keys/a,b.key?x=1&t=v2.k2.AAAA.BBBB#frag\",KEYFORMAT=\"identity\""
             ]
         );
     }

@@ -684,6 +684,7 @@ mod tests {
                 buckets: vec!["media".to_owned()],
                 access_key: "pool-test".to_owned(),
                 secret_key: "pool-test-secret".to_owned(),
+                readers: Vec::new(),
             },
             std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         )

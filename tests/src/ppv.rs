@@ -1,15 +1,23 @@
 //! Pay-per-view test support: a real WMSPanel-style PPV handler (protocols.md §5) on `127.0.0.1:0` that checks `Signature` with python3's
-//! `hashlib` (not gatecast's code) and answers a configurable deny list and `Solution`.
+//! `hashlib` (not gatecast's code) and answers a configurable deny list and `Solution`; and a
+//! paying viewer's side (keys of a playlist, balance, credit).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use anyhow::ensure;
-use serde_json::Value;
+use anyhow::{Context as _, ensure};
+use reqwest::Method;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
-use crate::stack::python;
+use crate::hls;
+use crate::stack::{TestStack, python};
+use crate::viewer::{self, Answer};
+
+/// Header naming why pay-per-view refused a key.
+pub const REASON: &str = "x-gatecast-reason";
 
 /// What the handler answers and what it has seen.
 #[derive(Debug, Default)]
@@ -182,4 +190,169 @@ pub fn players(requests: &[Value]) -> Vec<(String, String, u64)> {
         }
     }
     found
+}
+
+/// One key of a viewer's playlist: its URL and a segment (URL, IV) it decrypts.
+pub struct KeyedSegment {
+    /// Absolute key URL, with the viewer's key token.
+    pub key_url: String,
+    /// Absolute URL of the first segment under this key.
+    pub segment_url: String,
+    /// That segment's IV.
+    pub iv: [u8; 16],
+}
+
+/// The first segment under each distinct key of `stream`'s playlist signed for
+/// `viewer`/`session`.
+pub async fn keys_for(
+    stack: &TestStack,
+    stream: &str,
+    viewer: &str,
+    session: &str,
+) -> anyhow::Result<Vec<KeyedSegment>> {
+    let (status, signed) = stack
+        .api(
+            Method::POST,
+            "/api/sign",
+            Some(json!({"stream": stream, "viewer": viewer, "session": session, "ttl": 600})),
+        )
+        .await?;
+    ensure!(status == 200, "sign answered {status}");
+    let playlist_url = stack.url(signed["url"].as_str().context("url")?);
+    let answer = viewer::get(&stack.client, &playlist_url, None).await?;
+    ensure!(answer.status == 200, "playlist answered {}", answer.status);
+    let playlist = hls::parse(&answer.text())?;
+    let mut keys: Vec<KeyedSegment> = Vec::new();
+    for segment in &playlist.segments {
+        let key_url = hls::resolve(&playlist_url, segment.key_uri.as_deref().context("key")?)?;
+        if keys.iter().all(|known| known.key_url != key_url) {
+            keys.push(KeyedSegment {
+                key_url,
+                segment_url: hls::resolve(&playlist_url, &segment.uri)?,
+                iv: segment.iv.context("explicit IV")?,
+            });
+        }
+    }
+    Ok(keys)
+}
+
+/// `GET url` without a cookie.
+pub async fn get(stack: &TestStack, url: &str) -> anyhow::Result<Answer> {
+    viewer::get(&stack.client, url, None).await
+}
+
+/// Fetches the key and checks it decrypts its segment into MPEG-TS (sync byte 0x47 every
+/// 188 bytes).
+pub async fn assert_key_decrypts(stack: &TestStack, keyed: &KeyedSegment) -> anyhow::Result<()> {
+    let key = get(stack, &keyed.key_url).await?;
+    ensure!(
+        key.status == 200,
+        "key answered {} ({:?})",
+        key.status,
+        key.headers.get(REASON)
+    );
+    ensure!(key.body.len() == 16, "key of {} bytes", key.body.len());
+    let segment = get(stack, &keyed.segment_url).await?;
+    ensure!(segment.status == 200, "segment answered {}", segment.status);
+    let clear = hls::decrypt(&key.body, &keyed.iv, &segment.body)?;
+    ensure!(
+        !clear.is_empty() && clear.chunks(188).all(|packet| packet[0] == 0x47),
+        "the key does not decrypt its segment to MPEG-TS"
+    );
+    Ok(())
+}
+
+/// Asserts a 403 whose `X-Gatecast-Reason` is `reason`.
+pub async fn assert_refused_for(stack: &TestStack, url: &str, reason: &str) -> anyhow::Result<()> {
+    let answer = get(stack, url).await?;
+    ensure!(
+        answer.status == 403,
+        "expected 403 {reason}, got {}",
+        answer.status
+    );
+    let given = answer.headers.get(REASON).and_then(|v| v.to_str().ok());
+    ensure!(
+        given == Some(reason),
+        "expected reason {reason}, got {given:?}"
+    );
+    Ok(())
+}
+
+/// A viewer's credits, through the management API.
+pub async fn balance(stack: &TestStack, viewer: &str) -> anyhow::Result<i64> {
+    let (status, body) = stack
+        .api(
+            Method::GET,
+            &format!("/api/ppv/viewers/{viewer}/balance"),
+            None,
+        )
+        .await?;
+    ensure!(status == 200, "balance answered {status}");
+    body["balance"].as_i64().context("balance")
+}
+
+/// Credits a viewer through the management API.
+pub async fn credit(stack: &TestStack, viewer: &str, credits: u32) -> anyhow::Result<()> {
+    let (status, _) = stack
+        .api(
+            Method::POST,
+            &format!("/api/ppv/viewers/{viewer}/credit"),
+            Some(json!({ "credits": credits })),
+        )
+        .await?;
+    ensure!(status == 200, "credit answered {status}");
+    Ok(())
+}
+
+/// The key id of a key URL (`…/<key id>.key?t=…`).
+pub fn key_id(key_url: &str) -> anyhow::Result<u64> {
+    let path = key_url.split('?').next().unwrap_or_default();
+    let file = path.rsplit('/').next().unwrap_or_default();
+    file.trim_end_matches(".key").parse().context("key id")
+}
+
+/// Prices `stream` `key:1`, starts a 40 s broadcast and returns once v-pay's playlist lists
+/// 3 keys (7+ segments of 2 s at 3 per key).
+pub async fn paid_broadcast(
+    stack: &TestStack,
+    stream: &str,
+) -> anyhow::Result<(tokio::process::Child, Vec<KeyedSegment>)> {
+    let (status, _) = stack
+        .api(
+            Method::POST,
+            &format!("/api/ppv/prices/{stream}"),
+            Some(json!({"price": "key:1"})),
+        )
+        .await?;
+    ensure!(status == 204, "set price answered {status}");
+
+    // Enough broadcast for 3 keys (7+ segments of 2 s at 3 per key).
+    let stream_key = {
+        let (status, created) = stack
+            .api(
+                Method::POST,
+                "/api/channels",
+                Some(json!({ "name": stream })),
+            )
+            .await?;
+        ensure!(status == 201, "channel answered {status}");
+        created["stream_key"]
+            .as_str()
+            .context("stream_key")?
+            .to_owned()
+    };
+    let ffmpeg = crate::ffmpeg::publish(&stack.stack.publish_url(&stream_key), 40)?;
+    let mut keys = Vec::new();
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Ok(found) = keys_for(stack, stream, "v-pay", "s-pay").await
+            && found.len() >= 3
+        {
+            keys = found;
+            break;
+        }
+    }
+    ensure!(keys.len() >= 3, "the broadcast never listed 3 keys");
+
+    Ok((ffmpeg, keys))
 }

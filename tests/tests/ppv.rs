@@ -7,176 +7,23 @@
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use gatecast_e2e::hls;
-use gatecast_e2e::ppv::{Handler, players};
+use gatecast_e2e::ppv::{
+    Handler, assert_key_decrypts, assert_refused_for, balance, credit, get, key_id, keys_for,
+    paid_broadcast, players,
+};
 use gatecast_e2e::stack::TestStack;
-use gatecast_e2e::viewer::{self, Answer};
+use gatecast_e2e::viewer;
 use reqwest::Method;
 use serde_json::json;
 
 const STREAM: &str = "ppvcam";
 const TOKEN: &str = "ppv-e2e-token";
-const REASON: &str = "x-gatecast-reason";
-
-/// One key of a viewer's playlist: its URL and a segment (URL, IV) it decrypts.
-struct KeyedSegment {
-    key_url: String,
-    segment_url: String,
-    iv: [u8; 16],
-}
-
-/// The first segment under each distinct key of the playlist signed for `viewer`/`session`.
-async fn keys_for(
-    stack: &TestStack,
-    viewer: &str,
-    session: &str,
-) -> anyhow::Result<Vec<KeyedSegment>> {
-    let (status, signed) = stack
-        .api(
-            Method::POST,
-            "/api/sign",
-            Some(json!({"stream": STREAM, "viewer": viewer, "session": session, "ttl": 600})),
-        )
-        .await?;
-    ensure!(status == 200, "sign answered {status}");
-    let playlist_url = stack.url(signed["url"].as_str().context("url")?);
-    let answer = viewer::get(&stack.client, &playlist_url, None).await?;
-    ensure!(answer.status == 200, "playlist answered {}", answer.status);
-    let playlist = hls::parse(&answer.text())?;
-    let mut keys: Vec<KeyedSegment> = Vec::new();
-    for segment in &playlist.segments {
-        let key_url = hls::resolve(&playlist_url, segment.key_uri.as_deref().context("key")?)?;
-        if keys.iter().all(|known| known.key_url != key_url) {
-            keys.push(KeyedSegment {
-                key_url,
-                segment_url: hls::resolve(&playlist_url, &segment.uri)?,
-                iv: segment.iv.context("explicit IV")?,
-            });
-        }
-    }
-    Ok(keys)
-}
-
-async fn get(stack: &TestStack, url: &str) -> anyhow::Result<Answer> {
-    viewer::get(&stack.client, url, None).await
-}
-
-/// Fetches the key and checks it decrypts its segment into MPEG-TS (sync byte 0x47 every
-/// 188 bytes).
-async fn assert_key_decrypts(stack: &TestStack, keyed: &KeyedSegment) -> anyhow::Result<()> {
-    let key = get(stack, &keyed.key_url).await?;
-    ensure!(
-        key.status == 200,
-        "key answered {} ({:?})",
-        key.status,
-        key.headers.get(REASON)
-    );
-    ensure!(key.body.len() == 16, "key of {} bytes", key.body.len());
-    let segment = get(stack, &keyed.segment_url).await?;
-    ensure!(segment.status == 200, "segment answered {}", segment.status);
-    let clear = hls::decrypt(&key.body, &keyed.iv, &segment.body)?;
-    ensure!(
-        !clear.is_empty() && clear.chunks(188).all(|packet| packet[0] == 0x47),
-        "the key does not decrypt its segment to MPEG-TS"
-    );
-    Ok(())
-}
-
-async fn assert_refused_for(stack: &TestStack, url: &str, reason: &str) -> anyhow::Result<()> {
-    let answer = get(stack, url).await?;
-    ensure!(
-        answer.status == 403,
-        "expected 403 {reason}, got {}",
-        answer.status
-    );
-    let given = answer.headers.get(REASON).and_then(|v| v.to_str().ok());
-    ensure!(
-        given == Some(reason),
-        "expected reason {reason}, got {given:?}"
-    );
-    Ok(())
-}
-
-async fn balance(stack: &TestStack, viewer: &str) -> anyhow::Result<i64> {
-    let (status, body) = stack
-        .api(
-            Method::GET,
-            &format!("/api/ppv/viewers/{viewer}/balance"),
-            None,
-        )
-        .await?;
-    ensure!(status == 200, "balance answered {status}");
-    body["balance"].as_i64().context("balance")
-}
-
-async fn credit(stack: &TestStack, viewer: &str, credits: u32) -> anyhow::Result<()> {
-    let (status, _) = stack
-        .api(
-            Method::POST,
-            &format!("/api/ppv/viewers/{viewer}/credit"),
-            Some(json!({ "credits": credits })),
-        )
-        .await?;
-    ensure!(status == 200, "credit answered {status}");
-    Ok(())
-}
-
-fn key_id(key_url: &str) -> anyhow::Result<u64> {
-    let path = key_url.split('?').next().unwrap_or_default();
-    let file = path.rsplit('/').next().unwrap_or_default();
-    file.trim_end_matches(".key").parse().context("key id")
-}
-
-/// Prices the stream `key:1`, starts a 40 s broadcast and returns once v-pay's playlist lists
-/// 3 keys (7+ segments of 2 s at 3 per key).
-async fn paid_broadcast(
-    stack: &TestStack,
-) -> anyhow::Result<(tokio::process::Child, Vec<KeyedSegment>)> {
-    let (status, _) = stack
-        .api(
-            Method::POST,
-            &format!("/api/ppv/prices/{STREAM}"),
-            Some(json!({"price": "key:1"})),
-        )
-        .await?;
-    ensure!(status == 204, "set price answered {status}");
-
-    // Enough broadcast for 3 keys (7+ segments of 2 s at 3 per key).
-    let stream_key = {
-        let (status, created) = stack
-            .api(
-                Method::POST,
-                "/api/channels",
-                Some(json!({ "name": STREAM })),
-            )
-            .await?;
-        ensure!(status == 201, "channel answered {status}");
-        created["stream_key"]
-            .as_str()
-            .context("stream_key")?
-            .to_owned()
-    };
-    let ffmpeg = gatecast_e2e::ffmpeg::publish(&stack.stack.publish_url(&stream_key), 40)?;
-    let mut keys = Vec::new();
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if let Ok(found) = keys_for(stack, "v-pay", "s-pay").await
-            && found.len() >= 3
-        {
-            keys = found;
-            break;
-        }
-    }
-    ensure!(keys.len() >= 3, "the broadcast never listed 3 keys");
-
-    Ok((ffmpeg, keys))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pay_per_view_charges_once_caps_sessions_and_audits() -> anyhow::Result<()> {
     let stack =
         TestStack::start_with(&[("key_period_seconds", "6"), ("ppv_session_cap", "2")]).await?;
-    let (mut ffmpeg, keys) = paid_broadcast(&stack).await?;
+    let (mut ffmpeg, keys) = paid_broadcast(&stack, STREAM).await?;
 
     // 1. Credited for exactly 2 key periods: decrypts 2, is refused the 3rd.
     credit(&stack, "v-pay", 2).await?;
@@ -219,7 +66,7 @@ async fn pay_per_view_charges_once_caps_sessions_and_audits() -> anyhow::Result<
 
     // 2. Concurrent FIRST fetches of one key id by one viewer: exactly one charge.
     credit(&stack, "v-race", 5).await?;
-    let race_keys = keys_for(&stack, "v-race", "s-race").await?;
+    let race_keys = keys_for(&stack, STREAM, "v-race", "s-race").await?;
     let racing: Vec<_> = (0..16)
         .map(|_| {
             let url = race_keys[0].key_url.clone();
@@ -243,10 +90,10 @@ async fn pay_per_view_charges_once_caps_sessions_and_audits() -> anyhow::Result<
     // 3. Session cap 2: a third concurrent session of one viewer is refused.
     credit(&stack, "v-cap", 10).await?;
     for session in ["cap-a", "cap-b"] {
-        let own = keys_for(&stack, "v-cap", session).await?;
+        let own = keys_for(&stack, STREAM, "v-cap", session).await?;
         assert_key_decrypts(&stack, &own[0]).await?;
     }
-    let third = keys_for(&stack, "v-cap", "cap-c").await?;
+    let third = keys_for(&stack, STREAM, "v-cap", "cap-c").await?;
     assert_refused_for(&stack, &third[0].key_url, "session-limit").await?;
     ensure!(
         balance(&stack, "v-cap").await? == 9,
@@ -325,7 +172,7 @@ async fn wmspanel_handler_denies_lifts_and_fails_closed() -> anyhow::Result<()> 
         ("ppv_fail_open", "false"),
     ])
     .await?;
-    let (mut ffmpeg, _) = paid_broadcast(&stack).await?;
+    let (mut ffmpeg, _) = paid_broadcast(&stack, STREAM).await?;
     // The forced sync needs the API token; the chained entry is not reachable from outside.
     let unauthenticated = stack
         .client
@@ -348,7 +195,7 @@ async fn wmspanel_handler_denies_lifts_and_fails_closed() -> anyhow::Result<()> 
 
     // 5. WMSPanel handler: blocks within one sync interval.
     credit(&stack, "v-deny", 10).await?;
-    let denied_keys = keys_for(&stack, "v-deny", "s-deny").await?;
+    let denied_keys = keys_for(&stack, STREAM, "v-deny", "s-deny").await?;
     assert_key_decrypts(&stack, &denied_keys[0]).await?;
     handler.answer(&["v-deny"], false);
     tokio::time::sleep(Duration::from_millis(2200)).await;
@@ -377,10 +224,10 @@ async fn wmspanel_handler_denies_lifts_and_fails_closed() -> anyhow::Result<()> 
     // "Two intervals" is 4 s; whole-second clocks on both sides need a margin.
     tokio::time::sleep(Duration::from_millis(6500)).await;
     credit(&stack, "v-new", 10).await?;
-    let new_keys = keys_for(&stack, "v-new", "s-new").await?;
+    let new_keys = keys_for(&stack, STREAM, "v-new", "s-new").await?;
     let newest = new_keys.last().context("keys")?;
     assert_refused_for(&stack, &newest.key_url, "sync-unavailable").await?;
-    let known_keys = keys_for(&stack, "v-deny", "s-deny").await?;
+    let known_keys = keys_for(&stack, STREAM, "v-deny", "s-deny").await?;
     assert_key_decrypts(&stack, known_keys.last().context("keys")?).await?;
     handler.set_down(false);
     let (status, _) = stack.api(Method::POST, "/api/ppv/sync", None).await?;

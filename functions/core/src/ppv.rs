@@ -75,6 +75,9 @@ pub enum PpvError {
     /// A price is not `free`, `key:<n>` or `minute:<n>`.
     #[error("invalid price {0:?}")]
     InvalidPrice(String),
+    /// A handler is configured without a mutual-authorization token.
+    #[error("ppv_handler_path is set but ppv_token is empty: no sync without mutual authorization")]
+    TokenRequired,
 }
 
 /// A sync request, POSTed by the media server every sync interval.
@@ -197,6 +200,24 @@ pub fn signature(server_id: &str, puzzle: &str, token: &str) -> String {
 /// `base64(md5(Puzzle + Token))`: what the handler answers so the media server knows it.
 pub fn solution(puzzle: &str, token: &str) -> String {
     STANDARD.encode(crypto::md5(&[puzzle.as_bytes(), token.as_bytes()]))
+}
+
+/// The handler to sync with, from `ppv_handler_path` and `ppv_token`: `Ok(None)` when no
+/// handler is configured (sync off), [`PpvError::TokenRequired`] when one is configured with an
+/// empty token.
+///
+/// Why a token is required: with an empty token the expected `Solution` is `md5(Puzzle)`, which
+/// anyone can compute, so whoever answers the handler URL (a hijacked DNS name, a proxy on the
+/// way) could deny every viewer or lift the site's deny list. There is no unauthenticated mode.
+pub fn handler_settings<'a>(
+    path: &'a str,
+    token: &'a str,
+) -> Result<Option<(&'a str, &'a str)>, PpvError> {
+    match (path.is_empty(), token.is_empty()) {
+        (true, _) => Ok(None),
+        (false, true) => Err(PpvError::TokenRequired),
+        (false, false) => Ok(Some((path, token))),
+    }
 }
 
 /// Constant-time check of a response's `Solution` against the puzzle we sent.
@@ -764,15 +785,35 @@ pub const SYNC_IF_DUE_PATH: &str = "/internal/sync-if-due";
 pub const SYNC_ROUTE: &str = "/api/ppv/sync";
 
 /// Key ids of a stream kept in the charge markers and audit-seen keys behind the stream's
-/// newest one: a day of 60 s key periods. Older ones are pruned during the sync round.
+/// newest one. Older ones are pruned during the sync round.
 ///
 /// Why counted in key ids, not seconds: a key id is the broadcast's start time in unix
-/// milliseconds plus the number of key periods since (layout.rs), so it says nothing about
-/// when a *later* key of a long broadcast was current; "more than this many key ids behind the
-/// newest of the same stream" is exact for a running broadcast, and a new broadcast (a new
-/// base, far above) retires every marker of the previous one. What it costs: a refetch of a
-/// key id that old (a replay of a recording) is charged again.
+/// milliseconds plus the number of segments since (layout.rs), so it says nothing about when a
+/// *later* key of a long broadcast was current; "more than this many key ids behind the newest
+/// of the same stream" is exact for a running broadcast (1440 segments: 48 minutes of 2 s
+/// segments, four hours of 10 s ones), and a new broadcast (a new base, far above) retires
+/// every marker of the previous one. What it costs: a refetch of a key id that old (a replay
+/// of a recording) is charged again.
+///
+/// Why viewers cannot steer it: the key component claims a marker only for a key id whose key
+/// object it has read (the worker wrote it), so "the newest key id" is the worker's, never a
+/// number a viewer typed; [`prunable_markers`] also ignores (and prunes) key ids no worker can
+/// have written yet ([`latest_plausible_key_id`]), so a marker left by an older release cannot
+/// steer it either.
 pub const RETAINED_KEY_IDS: u64 = 1440;
+
+/// How far a worker's clock may run ahead of the edge's before its key ids count as forged:
+/// a day, far beyond any clock a broadcast would work with.
+pub const KEY_ID_CLOCK_TOLERANCE_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The highest key id a worker can have written by `now` (unix seconds). A key id is the
+/// publish time in unix milliseconds plus the segments since, and a segment lasts far more than
+/// a millisecond, so every written key id is below the current time in milliseconds (plus the
+/// clock tolerance).
+pub fn latest_plausible_key_id(now: u64) -> u64 {
+    now.saturating_mul(1000)
+        .saturating_add(KEY_ID_CLOCK_TOLERANCE_MS)
+}
 
 /// Prefix of the charge markers.
 const CHARGED_PREFIX: &str = "ppv-charged:";
@@ -791,12 +832,19 @@ fn marker_period(key: &str) -> Option<(&str, u64)> {
     Some((stream, key_id))
 }
 
-/// Of a listing of the `viewers` store, the charge markers and audit-seen keys more than
-/// `retained` key ids behind the newest key id of their stream (see [`RETAINED_KEY_IDS`]).
-/// Balances, audit entries, usage counters and unique-viewer marks are never pruned.
-pub fn prunable_markers(keys: &[String], retained: u64) -> Vec<&str> {
+/// Of a listing of the `viewers` store at `now`, the charge markers and audit-seen keys more
+/// than `retained` key ids behind the newest key id of their stream (see [`RETAINED_KEY_IDS`]),
+/// and those of key ids no worker can have written ([`latest_plausible_key_id`]), which never
+/// count as a stream's newest. Balances, audit entries, usage counters and unique-viewer marks
+/// are never pruned.
+pub fn prunable_markers(keys: &[String], retained: u64, now: u64) -> Vec<&str> {
+    let plausible = latest_plausible_key_id(now);
     let mut newest: Vec<(&str, u64)> = Vec::new();
-    for (stream, key_id) in keys.iter().filter_map(|key| marker_period(key)) {
+    for (stream, key_id) in keys
+        .iter()
+        .filter_map(|key| marker_period(key))
+        .filter(|(_, key_id)| *key_id <= plausible)
+    {
         match newest.iter_mut().find(|(known, _)| *known == stream) {
             Some((_, top)) => *top = (*top).max(key_id),
             None => newest.push((stream, key_id)),
@@ -806,9 +854,10 @@ pub fn prunable_markers(keys: &[String], retained: u64) -> Vec<&str> {
         .map(String::as_str)
         .filter(|key| {
             marker_period(key).is_some_and(|(stream, key_id)| {
-                newest
-                    .iter()
-                    .any(|(known, top)| *known == stream && key_id.saturating_add(retained) < *top)
+                key_id > plausible
+                    || newest.iter().any(|(known, top)| {
+                        *known == stream && key_id.saturating_add(retained) < *top
+                    })
             })
         })
         .collect()
@@ -858,6 +907,16 @@ mod tests {
             "ppv-token",
             "uvXuoqImyFybLCKa3BmhZw="
         ));
+    }
+
+    /// Issue 13 item 15: a handler without a token is a configuration error, not "no mutual
+    /// authorization"; no handler means no sync whatever the token.
+    #[test]
+    fn a_configured_handler_requires_a_token() {
+        assert_eq!(handler_settings("", ""), Ok(None));
+        assert_eq!(handler_settings("", "t"), Ok(None));
+        assert_eq!(handler_settings("/ppv", ""), Err(PpvError::TokenRequired));
+        assert_eq!(handler_settings("/ppv", "t"), Ok(Some(("/ppv", "t"))));
     }
 
     /// The request of protocols.md §5, as the media server sends it.
@@ -1146,6 +1205,9 @@ mod tests {
         }
     }
 
+    /// A plausible `now` (unix seconds, 2023-11-14) for the pruning tests.
+    const NOW: u64 = 1_700_000_000;
+
     #[test]
     fn pruning_keeps_the_newest_key_ids_of_each_stream() {
         let keys: Vec<String> = [
@@ -1165,10 +1227,10 @@ mod tests {
         .collect();
         // Newest of cam is 104: with 2 retained, ids below 102 go; `other` keeps its only one.
         assert_eq!(
-            prunable_markers(&keys, 2),
+            prunable_markers(&keys, 2, NOW),
             ["ppv-charged:cam:100:v1", "ppv-audit-seen:cam:101:s1:v1"]
         );
-        assert!(prunable_markers(&keys, 10).is_empty());
+        assert!(prunable_markers(&keys, 10, NOW).is_empty());
         assert_eq!(
             charged_key("v1", &name("cam"), 100),
             "ppv-charged:cam:100:v1"
@@ -1177,5 +1239,46 @@ mod tests {
             audit_seen_key(&name("cam"), 101, "v1", "s1"),
             "ppv-audit-seen:cam:101:s1:v1"
         );
+    }
+
+    /// Issue 13 item 4: one request for key id 18446744073709551615 (a marker left by a
+    /// release that charged before reading the key) must not make every real marker "old".
+    #[test]
+    fn forged_key_ids_neither_steer_pruning_nor_survive_it() {
+        // Worker-written ids: publish time 2023-11-14 22:13:00 UTC in ms plus segments.
+        let base = 1_699_999_980_000_u64;
+        let keys: Vec<String> = [
+            format!("ppv-charged:cam:{base}:v1"),
+            format!("ppv-charged:cam:{}:v1", base + 3),
+            format!("ppv-audit-seen:cam:{}:s1:v1", base + 3),
+            "ppv-charged:cam:18446744073709551615:mallory".to_owned(),
+            "ppv-audit-seen:cam:18446744073709551615:s:mallory".to_owned(),
+        ]
+        .into();
+        assert_eq!(
+            prunable_markers(&keys, 2, NOW),
+            [
+                format!("ppv-charged:cam:{base}:v1").as_str(),
+                "ppv-charged:cam:18446744073709551615:mallory",
+                "ppv-audit-seen:cam:18446744073709551615:s:mallory",
+            ]
+        );
+        // The horizon is now in ms plus one day (86 400 000 ms), by hand.
+        assert_eq!(latest_plausible_key_id(NOW), 1_700_086_400_000);
+        let edge: Vec<String> = [
+            format!("ppv-charged:cam:{base}:v1"),
+            "ppv-charged:cam:1700086400000:v2".to_owned(),
+            "ppv-charged:cam:1700086400001:v3".to_owned(),
+        ]
+        .into();
+        // The id at the horizon still counts as written (and retires `base`); one above is not.
+        assert_eq!(
+            prunable_markers(&edge, RETAINED_KEY_IDS, NOW),
+            [
+                format!("ppv-charged:cam:{base}:v1").as_str(),
+                "ppv-charged:cam:1700086400001:v3",
+            ]
+        );
+        assert_eq!(latest_plausible_key_id(u64::MAX), u64::MAX);
     }
 }

@@ -6,10 +6,11 @@
 //! never the playlist URL's own token, or seed 000's `s=` token) → sanctions in the `viewers`
 //! store (banned stream, revoked session, blocked viewer, pay-per-view deny list) → for seed 000
 //! sessions, the site's `authorize_key` answer ([`gatecast_spin_shell::site`]: a yes cached
-//! for one period; refused outright when no callback is configured) → pay-per-view
-//! ([`gatecast_spin_shell::ppv::admit_key`]: session cap, exactly-once debit per key id with the
-//! KV's atomics, usage and audit) → the key object from the private key bucket, which must be
-//! exactly 16 bytes (remembered by the instance, see [`FETCHED_KEYS`]). When a WMSPanel sync
+//! for one period; refused outright when no callback is configured) → the key object from the
+//! private key bucket, which must be exactly 16 bytes (remembered by the instance, see
+//! [`FETCHED_KEYS`]); a key id the worker never wrote is 404 with nothing charged or audited →
+//! pay-per-view ([`gatecast_spin_shell::ppv::admit_key`]: session cap, exactly-once debit per key
+//! id with the KV's atomics, usage and audit). When a WMSPanel sync
 //! round is due (one KV read), the request first asks the `ppv-sync` component to run it
 //! through Spin local service chaining ([`gatecast_spin_shell::ppv::request_sync`]); with `ppv_fail_open = false` a viewer no
 //! accepted sync has reported is refused while the handler is silent. Any refusal is a bodiless
@@ -97,22 +98,32 @@ async fn serve(request: &Request) -> Result<Reply> {
     if !viewer_id.is_empty() && ppv::refused_while_handler_down(&ledger, viewer_id, now).await? {
         return Ok(Refusal::SyncUnavailable.reply());
     }
+    // The key object first: only a key id the worker wrote may be charged or audited, and the
+    // charge markers' key ids then steer pruning with facts no viewer can forge.
+    let Some(key) = key_object(object.storage_path(), now).await? else {
+        return Ok(reply::not_found());
+    };
     if let Some(refusal) = ppv::admit_key(&ledger, &fetch).await? {
         return Ok(refusal.reply());
     }
-    let path = object.storage_path();
+    Ok(reply::content(Content::Key, key.to_vec()))
+}
+
+/// The key object at `path`: the instance's copy ([`FETCHED_KEYS`]) or a storage read;
+/// `None` when the worker never wrote it (or has deleted it).
+async fn key_object(path: String, now: u64) -> Result<Option<[u8; KEY_LEN]>> {
     if let Some(key) = recall_key(&path) {
-        return Ok(reply::content(Content::Key, key.to_vec()));
+        return Ok(Some(key));
     }
-    Ok(match viewer::fetch("key_bucket", &path, now).await? {
+    Ok(match viewer::fetch(&viewer::KEYS, &path, now).await? {
         viewer::Fetched::Found(bytes) => {
             let key = <[u8; KEY_LEN]>::try_from(bytes.as_ref())
                 .map_err(|_| bytes.len())
                 .context("key object length")?;
             remember_key(path, key);
-            reply::content(Content::Key, key.to_vec())
+            Some(key)
         }
-        viewer::Fetched::NotFound => reply::not_found(),
+        viewer::Fetched::NotFound => None,
     })
 }
 

@@ -61,7 +61,7 @@ async fn serve(request: &Request) -> Result<Reply> {
     {
         return Ok(reply::refused());
     }
-    let stored = match viewer::fetch("media_bucket", &object.storage_path(), now).await? {
+    let stored = match viewer::fetch(&viewer::MEDIA, &object.storage_path(), now).await? {
         viewer::Fetched::Found(bytes) => bytes,
         viewer::Fetched::NotFound => return Ok(reply::not_found()),
     };

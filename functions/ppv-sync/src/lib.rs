@@ -5,7 +5,8 @@
 //! Two ways in, both `POST`:
 //! - `/api/ppv/sync` (public route), bearer `api_token`: a forced sync now, for an external
 //!   scheduler (cron, a Kubernetes CronJob). `200 {"denied":n}`; `404` without a configured
-//!   handler; `502` when the handler is down, times out or answers a wrong `Solution`.
+//!   handler; `503` (logged, the handler is never called) when a handler is configured without
+//!   `ppv_token`; `502` when the handler is down, times out or answers a wrong `Solution`.
 //! - `http://ppv-sync.spin.internal/internal/sync-if-due` (Spin local service chaining), from
 //!   the key component when its cheap KV read says a round is due. Unauthenticated, so it can
 //!   only do what the schedule does anyway: run the round if it is still due *and* this call
@@ -18,7 +19,8 @@
 //!   verdict would silently stop every automatic sync.
 //!
 //! A round prunes old charge markers (see [`ppv::RETAINED_KEY_IDS`]) and past periods' seed 000
-//! authorization cache rows ([`registry::authorization_key`]), and then syncs. A sync
+//! authorization cache rows ([`registry::authorization_key`]), and then syncs; without
+//! `ppv_token` it still prunes, but never calls the handler (logged once per round). A sync
 //! POSTs the pending usage with `Puzzle`/`Signature`, checks the `Solution`, replaces the deny
 //! list and only then subtracts the reported seconds, so usage survives a failed sync. The
 //! handler call is bounded by [`HANDLER_TIMEOUT`]: a hung handler fails the sync (the previous
@@ -79,8 +81,8 @@ async fn serve(request: &Request) -> Result<Reply> {
     })
 }
 
-/// The answer to a sync: the number of denied ids, 404 without a handler, 502 (logged) when
-/// the handler failed.
+/// The answer to a sync: the number of denied ids, 404 without a handler, 503 (logged) when a
+/// handler is configured without `ppv_token`, 502 (logged) when the handler failed.
 fn sync_reply(outcome: std::result::Result<usize, SyncFailure>) -> Reply {
     match outcome {
         Ok(denied) => reply::json(
@@ -88,6 +90,10 @@ fn sync_reply(outcome: std::result::Result<usize, SyncFailure>) -> Reply {
             format!("{{\"denied\":{denied}}}").into_bytes(),
         ),
         Err(SyncFailure::NotConfigured) => reply::status(StatusCode::NOT_FOUND),
+        Err(SyncFailure::Unprotected(why)) => {
+            eprintln!("ppv-sync: refusing to sync: {why}; the previous deny list stays in force");
+            reply::unavailable()
+        }
         Err(SyncFailure::Handler(why)) => {
             eprintln!("ppv-sync: {why}; the previous deny list stays in force");
             reply::status(StatusCode::BAD_GATEWAY)
@@ -111,11 +117,11 @@ async fn win_round(ledger: &Ledger, now: u64) -> Result<bool> {
     Ok(true)
 }
 
-/// Deletes charge markers and audit-seen keys of old key ids, the leases of past rounds, and
-/// the seed 000 authorization cache rows of past periods.
+/// Deletes charge markers and audit-seen keys of old (or never written) key ids, the leases of
+/// past rounds, and the seed 000 authorization cache rows of past periods.
 fn prune(ledger: &Ledger, now: u64, round: u64) -> Result<()> {
     let keys = ledger.keys()?;
-    let stale = ppv::prunable_markers(&keys, ppv::RETAINED_KEY_IDS)
+    let stale = ppv::prunable_markers(&keys, ppv::RETAINED_KEY_IDS, now)
         .into_iter()
         .chain(keys.iter().map(String::as_str).filter(|key| {
             ppv::is_past_round_key(key, round) || registry::is_stale_authorization_key(key, now)
@@ -134,6 +140,9 @@ type PendingUsage = (Vec<UsageRecord>, Vec<(String, i64)>);
 enum SyncFailure {
     /// `ppv_handler_path` is empty: no handler configured.
     NotConfigured,
+    /// A handler is configured without `ppv_token`: the handler is never called, because
+    /// anyone could answer it a valid `Solution` ([`ppv::handler_settings`]).
+    Unprotected(ppv::PpvError),
     /// The handler could not be reached in time, answered non-2xx, malformed JSON or a wrong
     /// `Solution`, or the store failed: the previous deny list stays in force.
     Handler(String),
@@ -147,23 +156,25 @@ impl From<Outage> for SyncFailure {
 
 /// One WMSPanel sync. Returns the number of denied ids.
 async fn sync(ledger: &Ledger, now: u64) -> std::result::Result<usize, SyncFailure> {
-    let path = variable("ppv_handler_path").await?;
-    if path.is_empty() {
-        return Err(SyncFailure::NotConfigured);
-    }
+    let (path, token) = (
+        variable("ppv_handler_path").await?,
+        variable("ppv_token").await?,
+    );
+    let (path, token) = ppv::handler_settings(&path, &token)
+        .map_err(SyncFailure::Unprotected)?
+        .ok_or(SyncFailure::NotConfigured)?;
     let url = format!("{}{path}", variable("ppv_handler_origin").await?);
-    let token = variable("ppv_token").await?;
     let server_id = variable("ppv_server_id").await?;
     let (records, pending) = pending_usage(ledger)?;
     let puzzle = fresh_puzzle();
-    let body = ppv::build_sync_request(&server_id, Some((&puzzle, &token)), &records).to_json();
+    let body = ppv::build_sync_request(&server_id, Some((&puzzle, token)), &records).to_json();
     let answer = within(HANDLER_TIMEOUT, post(url, body))
         .await
         .ok_or_else(|| SyncFailure::Handler(format!("handler silent for {HANDLER_TIMEOUT:?}")))??;
     let answer = ppv::SyncResponse::from_json(&answer)
         .map_err(|error| SyncFailure::Handler(error.to_string()))?;
     answer
-        .verify(&puzzle, &token)
+        .verify(&puzzle, token)
         .map_err(|error| SyncFailure::Handler(format!("handler rejected: {error}")))?;
     let denied = answer.deny_list.ids;
     apply_deny_list(ledger, &denied)?;

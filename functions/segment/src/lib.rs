@@ -30,7 +30,7 @@ async fn serve(request: &Request) -> Result<Reply> {
         return Ok(reply::refused());
     }
     Ok(
-        match viewer::fetch("media_bucket", &object.storage_path(), now).await? {
+        match viewer::fetch(&viewer::MEDIA, &object.storage_path(), now).await? {
             viewer::Fetched::Found(bytes) => reply::content(Content::Segment, bytes.into()),
             viewer::Fetched::NotFound => reply::not_found(),
         },

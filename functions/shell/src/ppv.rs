@@ -165,7 +165,9 @@ impl Ledger {
 pub struct KeyFetch<'a> {
     /// Stream of the key.
     pub stream: &'a StreamName,
-    /// Key id.
+    /// Key id, of a key object the caller has read: only key ids the worker wrote may be
+    /// charged or audited, because the newest charged key id of a stream decides which charge
+    /// markers the `ppv-sync` round prunes ([`ppv::prunable_markers`]).
     pub key_id: u64,
     /// Viewer id from the credential (empty: none).
     pub viewer: &'a str,
@@ -180,6 +182,7 @@ pub struct KeyFetch<'a> {
 }
 
 /// Pay-per-view, session cap, usage and audit for one key request: `Ok(None)` serves the key.
+/// Call it only once the key object is known to exist (see [`KeyFetch::key_id`]).
 pub async fn admit_key(ledger: &Ledger, fetch: &KeyFetch<'_>) -> Result<Option<Refusal>> {
     let price = ledger.price(fetch.stream)?;
     let key_period: u64 = variable("key_period_seconds")
@@ -213,7 +216,7 @@ pub async fn admit_key(ledger: &Ledger, fetch: &KeyFetch<'_>) -> Result<Option<R
                 return Ok(Some(Refusal::PaymentRequired));
             }
             ledger.increment(&marker, ppv::PAID_MARK)?;
-            record_usage(ledger, fetch, key_period)?;
+            record_usage(ledger, fetch, key_period).await?;
         }
         Claim::Paid => {}
         _ => {
@@ -266,12 +269,17 @@ async fn admit_session(ledger: &Ledger, fetch: &KeyFetch<'_>, key_period: u64) -
 }
 
 /// Usage of a first fetch of a key id: viewer-seconds, unique viewers, and seconds pending for
-/// the WMSPanel handler.
-fn record_usage(ledger: &Ledger, fetch: &KeyFetch<'_>, key_period: u64) -> Result<()> {
+/// the WMSPanel handler (when one is configured).
+async fn record_usage(ledger: &Ledger, fetch: &KeyFetch<'_>, key_period: u64) -> Result<()> {
     let seconds = i64::try_from(key_period).unwrap_or(i64::MAX);
     ledger.increment(&ppv::usage_seconds_key(fetch.stream), seconds)?;
     if ledger.increment(&ppv::seen_key(fetch.viewer, fetch.stream), 1)? == 1 {
         ledger.increment(&ppv::usage_viewers_key(fetch.stream), 1)?;
+    }
+    // Pending seconds are only ever read (and subtracted) by a sync with a handler: without
+    // one they would be rows nobody reads, one more per viewer and address.
+    if variable("ppv_handler_path").await?.is_empty() {
+        return Ok(());
     }
     let ip = if fetch.ip.is_empty() { "-" } else { &fetch.ip };
     ledger.increment(&ppv::pending_key(fetch.stream, fetch.viewer, ip), seconds)?;

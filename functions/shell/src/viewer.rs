@@ -82,18 +82,47 @@ pub enum Fetched {
     NotFound,
 }
 
-/// Reads `object` from the bucket named by the `bucket_variable` variable with a presigned
-/// `GET`. Unreachable storage or a 5xx is an `Err` (503).
-pub async fn fetch(bucket_variable: &str, object: &str, now: u64) -> Result<Fetched> {
+/// A bucket the viewer-facing components read, by the names of the variables that hold its
+/// name and the credential allowed to read it.
+///
+/// Why two credentials: least privilege. The playlist and segment components serve media that
+/// may be public anyway; only the key component may read keys, so a flaw in the others (or a
+/// leak of their variables) cannot reach a key. The storage must enforce it: the media
+/// credential gets no access to the key bucket, the key credential none to the media bucket,
+/// and neither may write (the ingest worker alone writes both).
+pub struct Bucket {
+    name: &'static str,
+    access_key: &'static str,
+    secret_key: &'static str,
+}
+
+/// Playlists and segments: `media_bucket`, read with `media_access_key`/`media_secret_key`.
+pub const MEDIA: Bucket = Bucket {
+    name: "media_bucket",
+    access_key: "media_access_key",
+    secret_key: "media_secret_key",
+};
+
+/// AES keys: `key_bucket`, read with `key_store_access_key`/`key_store_secret_key`, which only
+/// the key component holds.
+pub const KEYS: Bucket = Bucket {
+    name: "key_bucket",
+    access_key: "key_store_access_key",
+    secret_key: "key_store_secret_key",
+};
+
+/// Reads `object` from `bucket` with a presigned `GET` under that bucket's own credential.
+/// Unreachable storage or a 5xx is an `Err` (503).
+pub async fn fetch(bucket: &Bucket, object: &str, now: u64) -> Result<Fetched> {
     let storage = StorageConfig::new(
         &variable("storage_endpoint").await?,
         &variable("storage_region").await?,
-        &variable("storage_access_key").await?,
-        &variable("storage_secret_key").await?,
+        &variable(bucket.access_key).await?,
+        &variable(bucket.secret_key).await?,
     )
     .context("storage configuration")?;
     let url = storage
-        .presigned_get(&variable(bucket_variable).await?, object, now)
+        .presigned_get(&variable(bucket.name).await?, object, now)
         .context("presigning")?;
     let response = spin_sdk::http::get(url).await.context("storage request")?;
     match FetchOutcome::from_status(response.status().as_u16()) {

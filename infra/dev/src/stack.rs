@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine as _;
 // Re-exported for tools that run a worker against the same embedded S3 (gatecast-bench).
-pub use gatecast_s3::{S3Config, S3Server};
+pub use gatecast_s3::{S3Config, S3Reader, S3Server};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -151,6 +151,8 @@ pub struct Stack {
     pub ingest_admin_addr: SocketAddr,
     /// The secrets the stack runs with.
     pub secrets: Secrets,
+    /// The edge components' read-only storage credentials.
+    pub readers: EdgeReaders,
     /// The ingest worker's configuration, the template of [`Stack::worker_config`].
     worker_config: gatecast_ingest::Config,
     /// Root folder of the S3 buckets.
@@ -174,7 +176,9 @@ impl Stack {
 
         // Storage has its own lifetime, not the stack's shutdown token: on shutdown the worker
         // still writes the final playlists, so storage stops last (see `Stack::shutdown`).
-        let storage = S3Server::start(storage_config(&s3_root, &secrets), config.s3).await?;
+        let readers = EdgeReaders::generate()?;
+        let storage =
+            S3Server::start(storage_config(&s3_root, &secrets, &readers), config.s3).await?;
         let s3_addr = storage.addr();
         let http_listener = bind(config.http, "HTTP").await?;
         let http_addr = http_listener.local_addr()?;
@@ -183,7 +187,7 @@ impl Stack {
         host_config.data_dir = config.data_dir.join("host");
         host_config.target_dir = config.target_dir.clone();
         host_config.env_variables = false;
-        host_config.variables = app_variables(&config, &secrets, s3_addr);
+        host_config.variables = app_variables(&config, &secrets, &readers, s3_addr);
         let host = gatecast_host::Host::load(&host_config).context("cannot load the Spin app")?;
         let host_task = tokio::spawn(gatecast_host::serve(
             host,
@@ -204,6 +208,7 @@ impl Stack {
             s3_addr,
             ingest_admin_addr,
             secrets,
+            readers,
             worker_config,
             s3_root,
             shutdown,
@@ -331,19 +336,51 @@ impl Drop for ExtraWorker {
     }
 }
 
-fn storage_config(root: &Path, secrets: &Secrets) -> S3Config {
+/// The read-only storage credentials of the edge components: the media one (playlist,
+/// segment) reads only the media bucket, the key one (key component) only the key bucket, as a
+/// deployment's bucket policies would have it; the worker keeps the credential that writes.
+/// Fresh on every start and never written down: only this process's S3 endpoint and host use
+/// them.
+#[derive(Debug, Clone)]
+pub struct EdgeReaders {
+    /// `media_access_key`/`media_secret_key`.
+    pub media: S3Reader,
+    /// `key_store_access_key`/`key_store_secret_key`.
+    pub keys: S3Reader,
+}
+
+impl EdgeReaders {
+    fn generate() -> anyhow::Result<Self> {
+        let reader = |name: &str, bucket: &str| -> anyhow::Result<S3Reader> {
+            Ok(S3Reader {
+                access_key: format!("{name}-{}", random_text(6)?),
+                secret_key: random_text(24)?,
+                buckets: vec![bucket.to_owned()],
+            })
+        };
+        Ok(Self {
+            media: reader("media", MEDIA_BUCKET)?,
+            keys: reader("keys", KEY_BUCKET)?,
+        })
+    }
+}
+
+fn storage_config(root: &Path, secrets: &Secrets, readers: &EdgeReaders) -> S3Config {
     S3Config {
         root: root.to_path_buf(),
         buckets: vec![MEDIA_BUCKET.to_owned(), KEY_BUCKET.to_owned()],
         access_key: secrets.s3_access_key.clone(),
         secret_key: secrets.s3_secret_key.clone(),
+        readers: vec![readers.media.clone(), readers.keys.clone()],
     }
 }
 
-/// The app variables the host gets: secrets, and storage pointed at the embedded endpoint.
+/// The app variables the host gets: secrets, and storage pointed at the embedded endpoint with
+/// the edge's read-only credentials.
 fn app_variables(
     config: &StackConfig,
     secrets: &Secrets,
+    readers: &EdgeReaders,
     s3_addr: SocketAddr,
 ) -> BTreeMap<String, String> {
     let key_period = config.segment_seconds * u64::from(config.segments_per_key);
@@ -356,12 +393,20 @@ fn app_variables(
         ("storage_endpoint".to_owned(), format!("http://{s3_addr}")),
         ("storage_region".to_owned(), REGION.to_owned()),
         (
-            "storage_access_key".to_owned(),
-            secrets.s3_access_key.clone(),
+            "media_access_key".to_owned(),
+            readers.media.access_key.clone(),
         ),
         (
-            "storage_secret_key".to_owned(),
-            secrets.s3_secret_key.clone(),
+            "media_secret_key".to_owned(),
+            readers.media.secret_key.clone(),
+        ),
+        (
+            "key_store_access_key".to_owned(),
+            readers.keys.access_key.clone(),
+        ),
+        (
+            "key_store_secret_key".to_owned(),
+            readers.keys.secret_key.clone(),
         ),
         ("media_bucket".to_owned(), MEDIA_BUCKET.to_owned()),
         ("key_bucket".to_owned(), KEY_BUCKET.to_owned()),

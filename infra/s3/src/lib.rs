@@ -1,5 +1,7 @@
 //! An embedded S3 endpoint: `s3s` speaking the S3 protocol (with SigV4 authentication) over a
-//! folder through `s3s-fs`. Buckets are sub-folders of the root.
+//! folder through `s3s-fs`. Buckets are sub-folders of the root. One writer credential may do
+//! anything; reader credentials may only read objects of their own buckets ([`S3Reader`]), so
+//! the local stack enforces the least privilege a deployment's bucket policies would.
 //!
 //! [`serve`] runs it on a listener until a shutdown future completes; [`S3Server`] wraps that in a
 //! handle that can take the endpoint down and bring it back on the same port and folder.
@@ -16,8 +18,11 @@ use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
+use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::SimpleAuth;
+use s3s::path::S3Path;
 use s3s::service::S3ServiceBuilder;
+use s3s::{S3Result, s3_error};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,10 +34,64 @@ pub struct S3Config {
     pub root: PathBuf,
     /// Buckets created (as folders) before serving, if missing.
     pub buckets: Vec<String>,
-    /// The only accepted access key id.
+    /// The writer's access key id: every operation on every bucket (the ingest worker).
     pub access_key: String,
     /// Its secret; requests must be SigV4-signed with it.
     pub secret_key: String,
+    /// Read-only credentials, each limited to its buckets (the edge components).
+    pub readers: Vec<S3Reader>,
+}
+
+/// A credential that may only read objects (`GetObject`, `HeadObject`) of some buckets.
+#[derive(Clone)]
+pub struct S3Reader {
+    /// Access key id.
+    pub access_key: String,
+    /// Its secret.
+    pub secret_key: String,
+    /// The buckets it may read; every other request with it is denied (403 `AccessDenied`).
+    pub buckets: Vec<String>,
+}
+
+impl std::fmt::Debug for S3Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Reader")
+            .field("access_key", &self.access_key)
+            .field("buckets", &self.buckets)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who may do what: the writer everything, a reader only object reads in its buckets, an
+/// unsigned request nothing. s3s calls it for every request once authentication is on.
+struct Policy {
+    writer: String,
+    readers: Vec<S3Reader>,
+}
+
+#[async_trait::async_trait]
+impl S3Access for Policy {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let Some(credentials) = cx.credentials() else {
+            return Err(s3_error!(AccessDenied, "Signature is required"));
+        };
+        if credentials.access_key == self.writer {
+            return Ok(());
+        }
+        let reads = matches!(cx.s3_op().name(), "GetObject" | "HeadObject");
+        let allowed = match cx.s3_path() {
+            S3Path::Object { bucket, .. } if reads => self.readers.iter().any(|reader| {
+                reader.access_key == credentials.access_key
+                    && reader.buckets.iter().any(|name| **name == **bucket)
+            }),
+            _ => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(s3_error!(AccessDenied))
+        }
+    }
 }
 
 /// Serves S3 on `listener` until `shutdown` completes, then lets open requests finish.
@@ -49,10 +108,16 @@ pub async fn serve(
     })?;
     let service = {
         let mut builder = S3ServiceBuilder::new(file_system);
-        builder.set_auth(SimpleAuth::from_single(
-            config.access_key.as_str(),
-            config.secret_key.as_str(),
-        ));
+        let mut auth =
+            SimpleAuth::from_single(config.access_key.as_str(), config.secret_key.as_str());
+        for reader in &config.readers {
+            auth.register(reader.access_key.clone(), reader.secret_key.as_str().into());
+        }
+        builder.set_auth(auth);
+        builder.set_access(Policy {
+            writer: config.access_key.clone(),
+            readers: config.readers.clone(),
+        });
         builder.build()
     };
     let local_addr = listener.local_addr().context("S3 listener address")?;

@@ -589,6 +589,7 @@ pub async fn start_s3(root: PathBuf) -> S3Server {
         buckets: vec![S3_BUCKET.to_owned(), S3_KEYS_BUCKET.to_owned()],
         access_key: S3_ACCESS_KEY.to_owned(),
         secret_key: S3_SECRET_KEY.to_owned(),
+        readers: Vec::new(),
     };
     S3Server::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await

@@ -486,6 +486,7 @@ impl Gatecast {
                     buckets: vec![S3_BUCKET.to_owned(), S3_KEY_BUCKET.to_owned()],
                     access_key: S3_ACCESS_KEY.to_owned(),
                     secret_key: S3_SECRET_KEY.to_owned(),
+                    readers: Vec::new(),
                 };
                 let server =
                     gatecast_dev::stack::S3Server::start(config, ([127, 0, 0, 1], 0).into())

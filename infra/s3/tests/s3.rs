@@ -119,8 +119,7 @@ async fn readers_read_only_their_own_buckets() {
     let refused = media_on_keys
         .get(&key)
         .await
-        .err()
-        .expect("media reader must not read keys");
+        .expect_err("media reader must not read keys");
     assert!(
         refused.to_string().contains("403") || refused.to_string().contains("AccessDenied"),
         "{refused}"

@@ -408,7 +408,17 @@ impl Host {
     }
 }
 
-/// Adds Spin's headers (replacing any the client sent) and makes the URI absolute, as Spin does.
+/// Adds Spin's headers and makes the URI absolute, as Spin does.
+///
+/// Client-sent `spin-*` headers are kept and Spin's own values are *appended* after them, as
+/// Spin does: `crates/trigger-http/src/headers.rs` `prepare_request_headers` lists the
+/// client's headers first and pushes `compute_default_headers` (`spin-full-url`,
+/// `spin-path-info`, `spin-matched-route`, `spin-base-path`, `spin-raw-component-route`,
+/// `spin-component-route`, `spin-client-addr`, `spin-path-match-*`) after them, and
+/// `crates/trigger-http/src/wasi.rs` `prepare_request` clears the request's headers and
+/// `extend`s them with that list (`HeaderMap::extend` appends). So a component sees a
+/// client's `spin-client-addr: 203.0.113.5:1` *first* and the real one *last*; replacing the
+/// client's value here would hide from the tests exactly what real Spin lets through.
 ///
 /// A chained request gets `Host: <component>.spin.internal`; a request from outside can never
 /// claim such a host (Spin strips it), so a component may trust it to mean "chained".
@@ -450,19 +460,10 @@ fn prepare_request(
         .path_and_query()
         .map(|pq| pq.as_str().to_owned())
         .unwrap_or_else(|| "/".to_owned());
-    let spoofable: Vec<HeaderName> = parts
-        .headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("spin-"))
-        .cloned()
-        .collect();
-    for name in spoofable {
-        parts.headers.remove(name);
-    }
     for (name, value) in route.spin_headers(&host, &path_and_query, client_addr) {
         parts
             .headers
-            .insert(HeaderName::try_from(name)?, HeaderValue::try_from(value)?);
+            .append(HeaderName::try_from(name)?, HeaderValue::try_from(value)?);
     }
     parts.uri = http::Uri::builder()
         .scheme("http")

@@ -423,26 +423,57 @@ async fn routing_picks_the_most_specific_route_and_sets_spin_headers() {
     assert_eq!(h["spin-path-info"], "/elsewhere");
     assert_eq!(h["spin-base-path"], "/");
 
-    // Full URL keeps the query; client-sent spin-* headers are replaced, not trusted.
-    let (_, _, body) = request(
-        addr,
-        "GET",
-        "/route/exact?token=abc&x=1",
-        &[
-            ("spin-path-info", "/forged"),
-            ("spin-client-addr", "6.6.6.6:1"),
-        ],
-        b"",
-    )
-    .await;
+    // Full URL keeps the query.
+    let (_, _, body) = request(addr, "GET", "/route/exact?token=abc&x=1", &[], b"").await;
     let h = routing_headers(&body);
     assert_eq!(
         h["spin-full-url"],
         format!("http://{addr}/route/exact?token=abc&x=1")
     );
-    assert_eq!(h["spin-path-info"], "");
-    let client = h["spin-client-addr"].as_str().unwrap_or_default();
-    assert!(client.starts_with("127.0.0.1:"), "{client}");
+}
+
+/// Issue 13 item 16: client-sent `spin-*` headers reach the component exactly as on Spin
+/// (`crates/trigger-http/src/headers.rs` `prepare_request_headers`, then `wasi.rs`
+/// `prepare_request`'s `HeaderMap::extend`): the client's values first, in the order sent,
+/// and Spin's own value appended last; a `spin-*` name Spin does not set passes unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_sent_spin_headers_come_before_spins_own_as_on_spin() {
+    let app = app().await;
+    let (status, _, body) = request(
+        app.addr,
+        "GET",
+        "/route/abc/detail",
+        &[
+            ("spin-client-addr", "203.0.113.5:1"),
+            ("spin-client-addr", "198.51.100.7:2"),
+            ("spin-path-info", "/forged"),
+            ("spin-path-match-item-id", "forged"),
+            ("spin-custom", "kept"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let echoed: serde_json::Value = serde_json::from_str(&body).expect("probe echoes JSON");
+    let values = &echoed["values"];
+    let client = values["spin-client-addr"]
+        .as_array()
+        .expect("spin-client-addr values");
+    assert_eq!(client.len(), 3, "{client:?}");
+    assert_eq!(client[0], "203.0.113.5:1");
+    assert_eq!(client[1], "198.51.100.7:2");
+    let real = client[2].as_str().unwrap_or_default();
+    assert!(real.starts_with("127.0.0.1:"), "{real}");
+    assert_eq!(values["spin-path-info"], serde_json::json!(["/forged", ""]));
+    assert_eq!(
+        values["spin-path-match-item-id"],
+        serde_json::json!(["forged", "abc"])
+    );
+    assert_eq!(
+        values["spin-matched-route"],
+        serde_json::json!(["/route/:item_id/detail"])
+    );
+    assert_eq!(values["spin-custom"], serde_json::json!(["kept"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -163,22 +163,31 @@ fn big_body(bytes: &str) -> Reply {
     reply(StatusCode::OK, "x".repeat(bytes))
 }
 
-/// Anything else: the Spin routing headers the host set, as a JSON object.
+/// Anything else: the Spin routing headers the host set, as a JSON object (`headers`: the
+/// last value of each name) and every value in the order the guest sees them (`values`: a
+/// name to a list), so a test can tell a client-sent value from the host's own.
 fn echo_routing(request: &Request) -> Reply {
-    let headers: serde_json::Map<String, serde_json::Value> = request
+    let mut headers = serde_json::Map::new();
+    let mut values = serde_json::Map::new();
+    for (name, value) in request
         .headers()
         .iter()
         .filter(|(name, _)| name.as_str().starts_with("spin-") || name.as_str() == "host")
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                serde_json::Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()),
-            )
-        })
-        .collect();
+    {
+        let value = serde_json::Value::String(String::from_utf8_lossy(value.as_bytes()).into());
+        headers.insert(name.as_str().to_owned(), value.clone());
+        if let Some(list) = values
+            .entry(name.as_str())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+            .as_array_mut()
+        {
+            list.push(value);
+        }
+    }
     let mut object = serde_json::Map::new();
     object.insert("path".to_owned(), request.uri().path().into());
     object.insert("headers".to_owned(), headers.into());
+    object.insert("values".to_owned(), values.into());
     reply(
         StatusCode::OK,
         serde_json::Value::Object(object).to_string(),

@@ -62,6 +62,7 @@ fn tokens(c: &mut Criterion) {
         stream_path: "live/benw",
         now: NOW + 60,
         tolerance_seconds: 30,
+        compat: wmsauth::Compat::default(),
     };
     group.bench_function("wmsauth", |b| {
         b.iter(|| wmsauth::verify(black_box(&signature), &request))

@@ -26,7 +26,7 @@
 //! The refresh-on-refetch model is unchanged (every playlist fetch mints fresh tokens), so a
 //! viewer keeps playing exactly as long as the playlist URL admits them.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use crate::form;
 use crate::layout::{RequestedObject, StreamName};
@@ -152,6 +152,8 @@ pub struct PlaylistPolicy<'a> {
     pub wmsauth_key: &'a str,
     /// Allowed clock skew for WMSAuth `server_time`.
     pub wmsauth_tolerance_seconds: u64,
+    /// The weaker WMSAuth forms this deployment opted into (`wmsauth_allow_*`).
+    pub wmsauth_compat: wmsauth::Compat,
     /// Lifetime of each key (and segment) token, a little over one key period.
     pub key_token_ttl_seconds: u64,
     /// Also mint segment credentials (deployments whose `live/` is private).
@@ -215,14 +217,13 @@ pub fn admit_playlist(
                 stream_path: &stream_path,
                 now,
                 tolerance_seconds: policy.wmsauth_tolerance_seconds,
+                compat: policy.wmsauth_compat,
             },
         )?;
-        // Invariant of `verify`'s success: the signature parsed.
-        let ip_bound = wmsauth::parse(&signature).is_ok_and(|s| s.id.is_none() || s.check_ip);
         return Ok(Admission::Viewer {
             viewer: verified.id.unwrap_or_default(),
             session: String::new(),
-            ip: if ip_bound { client_ip } else { None },
+            ip: if verified.ip_bound { client_ip } else { None },
             // `valid_until` is the last second the signature admits.
             until: verified.valid_until.saturating_add(1),
         });
@@ -371,16 +372,6 @@ fn object_token_query(
     }
 }
 
-/// The client address from Spin's `spin-client-addr` header (`ip:port`, IPv6 in brackets).
-pub fn client_ip(spin_client_addr: &str) -> Option<IpAddr> {
-    let text = spin_client_addr.trim();
-    text.parse::<SocketAddr>()
-        .map(|addr| addr.ip())
-        .or_else(|_| text.parse::<IpAddr>())
-        .ok()
-        .map(|ip| ip.to_canonical())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,7 +475,12 @@ mod tests {
         );
         let check = |ip| verify_object_request(&query, None, &benw_key(), ip, NOW, &keys(), b"");
         assert!(check(Some(bound)).is_ok());
-        assert!(check(client_ip("[::ffff:203.0.113.5]:4321")).is_ok());
+        assert!(
+            check(crate::client_addr::parse_address(
+                "[::ffff:203.0.113.5]:4321"
+            ))
+            .is_ok()
+        );
         assert!(check(Some(IpAddr::from([203, 0, 113, 6]))).is_err());
         assert!(check(None).is_err());
     }
@@ -552,6 +548,7 @@ mod tests {
             session_secret,
             wmsauth_key: wms,
             wmsauth_tolerance_seconds: 30,
+            wmsauth_compat: wmsauth::Compat::default(),
             key_token_ttl_seconds: 90,
             sign_segments: false,
         }
@@ -924,22 +921,4 @@ mod tests {
     }
 
     const WMSAUTH_SIGNATURE: &str = "c2VydmVyX3RpbWU9My8xLzIwMTkgNzozMTo0NCBBTSZoYXNoX3ZhbHVlPWRXaWw2RTNWZkV6bnUwVHZGcGhWalE9PSZ2YWxpZG1pbnV0ZXM9MjAmc3RybV9sZW49OQ==";
-
-    #[test]
-    fn client_addresses_are_parsed() {
-        assert_eq!(
-            client_ip("203.0.113.5:51234"),
-            Some(IpAddr::from([203, 0, 113, 5]))
-        );
-        assert_eq!(
-            client_ip("203.0.113.5"),
-            Some(IpAddr::from([203, 0, 113, 5]))
-        );
-        assert_eq!(client_ip("[2001:db8::1]:443"), "2001:db8::1".parse().ok());
-        assert_eq!(
-            client_ip("[::ffff:10.0.0.1]:1"),
-            Some(IpAddr::from([10, 0, 0, 1]))
-        );
-        assert_eq!(client_ip("garbage"), None);
-    }
 }

@@ -333,7 +333,9 @@ pub fn to_body<T: Serialize>(value: &T) -> Vec<u8> {
 ///
 /// `wmsauth_key` is the configured WMSAuth password (empty: scheme off). A WMSAuth URL is
 /// checked on every playlist refetch, like a viewer token, so its `validminutes` is the whole
-/// `ttl` rounded up to a minute, not just the time to start playback.
+/// `ttl` rounded up to a minute, not just the time to start playback. It is always the form the
+/// playlist accepts by default: bound to the client `ip` (required; a `viewer` adds
+/// `checkip=true`) and to exactly `live/<stream>` (`strm_len` is its whole length).
 pub fn sign(
     request: &SignRequest,
     signing_keys: &SigningKeys,
@@ -379,10 +381,11 @@ pub fn sign(
                 return Err(ApiError::SchemeUnavailable);
             }
             let ip = request.ip.map(|ip| ip.to_canonical().to_string());
+            // Always IP-bound (an id-only URL plays from any address, see
+            // `wmsauth::Compat::id_only`) and bound to exactly this stream.
             let subject = match (request.viewer.as_str(), ip.as_deref()) {
+                (_, None) => return Err(ApiError::Unsignable(TokenError::InvalidClaim("ip"))),
                 ("", Some(ip)) => wmsauth::Subject::Ip(ip),
-                ("", None) => return Err(ApiError::Unsignable(TokenError::InvalidClaim("ip"))),
-                (id, None) => wmsauth::Subject::Id(id),
                 (id, Some(ip)) => wmsauth::Subject::IdAndIp { id, ip },
             };
             let minutes = ttl.div_ceil(60);
@@ -742,6 +745,7 @@ mod tests {
             session_secret: b"",
             wmsauth_key: "defaultpassword",
             wmsauth_tolerance_seconds: 0,
+            wmsauth_compat: wmsauth::Compat::default(),
             key_token_ttl_seconds: 90,
             sign_segments: false,
         };
@@ -805,6 +809,7 @@ mod tests {
                     stream_path: stream,
                     now: now + 60,
                     tolerance_seconds: 0,
+                    compat: wmsauth::Compat::default(),
                 },
             )
         };

@@ -15,6 +15,8 @@
 //! - [`status`]: the single mapping from this crate's errors to HTTP statuses ([`status::Refusal`]).
 //! - [`access`]: who may fetch a key or segment — the credential a rewritten playlist wrote
 //!   into the URI, checked the same way by the `key` and `segment` components.
+//! - [`client_addr`]: who the client is — Spin's own `spin-client-addr`, or a trusted proxy's
+//!   forwarding header (`trusted_proxies`).
 //! - [`api`]: the `api` component's routes, its authentication and the `/api/sign` rule.
 //! - [`form`]: query string, form body and `Cookie` header decoding.
 //! - [`registry`]: the channel registry and viewer sanctions in KV, and the publish decision.
@@ -28,6 +30,7 @@
 
 pub mod access;
 pub mod api;
+pub mod client_addr;
 mod crypto;
 pub mod form;
 pub mod layout;

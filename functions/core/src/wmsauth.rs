@@ -11,9 +11,21 @@
 //! ```
 //!
 //! The verifier hashes `server_time` exactly as received (samples in the wild zero-pad it) and
-//! parses it leniently only to learn the time. With `strm_len`, the signed stream is the first
-//! `strm_len` bytes of the requested `app/stream` path, so one signature may cover every stream
-//! sharing a prefix.
+//! parses it leniently only to learn the time.
+//!
+//! What a signature may open is narrower than Nimble's, because the hash input joins its
+//! fields with no separator and Nimble's stream scope is a byte prefix:
+//! - **Stream**: a signature opens exactly the stream it names: `strm_len` must cover the whole
+//!   requested `app/stream` path, so one for `live/dem` never opens `live/demo` or
+//!   `live/dem-vip`. Nimble's byte-prefix ("pattern") signatures ([`Compat::prefix`]) and
+//!   signatures with no `strm_len` at all, valid for every stream ([`Compat::unscoped`]), are
+//!   opt-ins.
+//! - **Subject**: `ip . key …` and `id . key …` are the same bytes when `id` is the IP, and
+//!   `ip . id` of a `checkip` signature is the same bytes as an id-only `id' = ip . id` or as
+//!   `checkip` for a longer IP and a shorter id. So an `id` that begins with an IP address is
+//!   refused, a `checkip` id must begin with a character that cannot continue the client's
+//!   address ([`id_is_unambiguous`]), and id-only signatures, valid from any address, are an
+//!   opt-in ([`Compat::id_only`]). The PHP samples' default (IP-bound) signatures verify unchanged.
 
 use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
@@ -57,9 +69,34 @@ pub enum WmsAuthError {
     #[error("WMSAuth signature is not valid yet")]
     NotYetValid,
     /// Signing: an id or signed stream holds `&`, `=` or a control character, which would make
-    /// the url signature ambiguous.
+    /// the url signature ambiguous, or an id that [`id_is_unambiguous`] refuses.
     #[error("WMSAuth field {0} cannot be signed")]
     InvalidField(&'static str),
+    /// The `id` is empty, begins with an IP address, or (with `checkip`) could continue the
+    /// client's IP address: its hash input could be another signature's.
+    #[error("WMSAuth id is ambiguous")]
+    AmbiguousId,
+    /// A signature form this deployment did not opt into: id-only, without `strm_len`, or a
+    /// stream prefix ([`Compat`]).
+    #[error("WMSAuth signature form not allowed")]
+    FormNotAllowed,
+    /// An IP-bound signature, and the client's address is unknown.
+    #[error("WMSAuth client address unknown")]
+    UnknownClient,
+}
+
+/// Nimble-compatible signature forms that open more than one viewer at one address gets on one
+/// stream. Each is off unless the deployment opts in (`wmsauth_allow_*` variables).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compat {
+    /// Accept `id` signatures without `checkip`: bound to a viewer id, valid from any address
+    /// (whoever holds the URL plays as that viewer).
+    pub id_only: bool,
+    /// Accept signatures without `strm_len`: valid for every stream.
+    pub unscoped: bool,
+    /// Accept a `strm_len` shorter than the requested stream path, Nimble's "pattern"
+    /// signature: one for `live/dem` then also opens `live/demo` and `live/dem-vip`.
+    pub prefix: bool,
 }
 
 /// Who a signature is bound to.
@@ -126,6 +163,8 @@ pub struct VerifyRequest<'a> {
     pub now: u64,
     /// Allowed clock skew between the signing web server and the edge, in seconds.
     pub tolerance_seconds: u64,
+    /// The weaker forms this deployment accepts.
+    pub compat: Compat,
 }
 
 /// What a valid signature tells the caller.
@@ -133,6 +172,8 @@ pub struct VerifyRequest<'a> {
 pub struct Verified {
     /// The viewer id of a pay-per-view signature.
     pub id: Option<String>,
+    /// Whether the signature binds the client's IP address (IP or `checkip` signatures).
+    pub ip_bound: bool,
     /// Last second (unix) at which the link still starts playback, tolerance included.
     pub valid_until: u64,
 }
@@ -152,6 +193,9 @@ pub fn sign(request: &SignRequest<'_>) -> Result<String, WmsAuthError> {
         }) {
             return Err(WmsAuthError::InvalidField(name));
         }
+    }
+    if id.is_some_and(|id| !id_is_unambiguous(id, ip)) {
+        return Err(WmsAuthError::InvalidField("id"));
     }
     let server_time = format_server_time(request.now);
     let valid_minutes = request.valid_minutes.to_string();
@@ -239,18 +283,68 @@ pub fn parse(wms_auth_sign: &str) -> Result<Signature, WmsAuthError> {
     })
 }
 
-/// Parses and checks a `wmsAuthSign` value against the request. Order: parse, stream length,
-/// hash (constant time), time window; so an expired but genuine link reads as `Expired`.
+/// Whether `id` can be hashed without colliding with another signature's subject. `ip` is the
+/// client address text of a `checkip` signature, `None` for an id-only one.
+///
+/// The hash input starts `ip . id . key` (`checkip`), `id . key` (id-only) or `ip . key`, with
+/// no separator. An id that begins with an IP address (or is one) is the subject of an IP
+/// signature or of a `checkip` one for that IP: refused. A `checkip` id whose first character
+/// could continue the address is refused too: `203.0.113.5` + `1x` is also `203.0.113.51` +
+/// `x`, and `2001:db8::1` + `abc` is also `2001:db8::1a` + `bc`. So after an IPv4 address an id
+/// may not begin with a digit or `.`, after an IPv6 one not with a hex digit, `:` or `.` (a
+/// site picks ids like `u123` or `ID_1` for `checkip`). An empty id is never a subject.
+pub fn id_is_unambiguous(id: &str, ip: Option<&str>) -> bool {
+    let Some(first) = id.bytes().next() else {
+        return false;
+    };
+    let continues_ip = match ip {
+        None => false,
+        Some(ip) if ip.contains(':') => first.is_ascii_hexdigit() || matches!(first, b':' | b'.'),
+        Some(_) => first.is_ascii_digit() || first == b'.',
+    };
+    // The longest IP text (`ffff:…:255.255.255.255`) is 45 bytes.
+    !continues_ip
+        && !(1..=id.len().min(45))
+            .filter(|end| id.is_char_boundary(*end))
+            .any(|end| id[..end].parse::<std::net::IpAddr>().is_ok())
+}
+
+/// The part of `stream_path` the signature's `strm_len` signs, if `compat` lets it open that
+/// path: all of it, or (with [`Compat::prefix`]) a non-empty byte prefix; no `strm_len` (or 0)
+/// signs nothing and needs [`Compat::unscoped`].
+fn signed_stream(
+    strm_len: Option<usize>,
+    stream_path: &str,
+    compat: Compat,
+) -> Result<&str, WmsAuthError> {
+    match strm_len {
+        None | Some(0) if compat.unscoped => Ok(""),
+        None | Some(0) => Err(WmsAuthError::FormNotAllowed),
+        Some(len) if len == stream_path.len() => Ok(stream_path),
+        Some(len) if len < stream_path.len() && !compat.prefix => Err(WmsAuthError::FormNotAllowed),
+        Some(len) => stream_path.get(..len).ok_or(WmsAuthError::WrongStream),
+    }
+}
+
+/// Parses and checks a `wmsAuthSign` value against the request. Order: parse, form (subject
+/// and stream scope against [`Compat`]), hash (constant time), time window; so an expired but
+/// genuine link reads as `Expired`.
 pub fn verify(wms_auth_sign: &str, request: &VerifyRequest<'_>) -> Result<Verified, WmsAuthError> {
     let signature = parse(wms_auth_sign)?;
-    let signed_stream = match signature.strm_len {
-        None => "",
-        Some(len) => request
-            .stream_path
-            .get(..len)
-            .ok_or(WmsAuthError::WrongStream)?,
-    };
-    let ip = (signature.id.is_none() || signature.check_ip).then_some(request.client_ip);
+    let ip_bound = signature.id.is_none() || signature.check_ip;
+    if ip_bound && request.client_ip.is_empty() {
+        return Err(WmsAuthError::UnknownClient);
+    }
+    let ip = ip_bound.then_some(request.client_ip);
+    if let Some(id) = &signature.id {
+        if !id_is_unambiguous(id, ip) {
+            return Err(WmsAuthError::AmbiguousId);
+        }
+        if !ip_bound && !request.compat.id_only {
+            return Err(WmsAuthError::FormNotAllowed);
+        }
+    }
+    let signed_stream = signed_stream(signature.strm_len, request.stream_path, request.compat)?;
     let expected = hash(
         ip,
         signature.id.as_deref(),
@@ -278,6 +372,7 @@ pub fn verify(wms_auth_sign: &str, request: &VerifyRequest<'_>) -> Result<Verifi
     }
     Ok(Verified {
         id: signature.id,
+        ip_bound,
         valid_until,
     })
 }
@@ -442,6 +537,9 @@ mod tests {
     // sign("203.0.113.5", "defaultpassword", 1336120385, 20)
     // sign("ID_1", "defaultpassword", 1551425504, 10, extra="&id=ID_1")
     // sign("203.0.113.5" + "ID_1", "defaultpassword", 1551425504, 10, extra="&id=ID_1&checkip=true")
+    // sign("203.0.113.5", "defaultpassword", 1551425504, 20, "live/dem")
+    // sign("203.0.113.5" + "u1", "defaultpassword", 1551425504, 10, "live/stream",
+    //      extra="&id=u1&checkip=true")
 
     const KEY: &str = "defaultpassword";
     const IP: &str = "203.0.113.5";
@@ -451,6 +549,10 @@ mod tests {
     const IP_SIGNED_2012: &str = "c2VydmVyX3RpbWU9NS80LzIwMTIgODozMzowNSBBTSZoYXNoX3ZhbHVlPXdlcVpKbzdsTGgzeEZDay9CRlpld0E9PSZ2YWxpZG1pbnV0ZXM9MjA=";
     const ID_SIGNED: &str = "c2VydmVyX3RpbWU9My8xLzIwMTkgNzozMTo0NCBBTSZoYXNoX3ZhbHVlPW9pYWdNTGJNdk4yU0F5QnF0cHRBWGc9PSZ2YWxpZG1pbnV0ZXM9MTAmaWQ9SURfMQ==";
     const ID_IP_SIGNED: &str = "c2VydmVyX3RpbWU9My8xLzIwMTkgNzozMTo0NCBBTSZoYXNoX3ZhbHVlPVpDTDdZWkx5LzVEZ2R5ZUhnV3QrT3c9PSZ2YWxpZG1pbnV0ZXM9MTAmaWQ9SURfMSZjaGVja2lwPXRydWU=";
+    /// IP-bound, for stream `live/dem` (strm_len=8).
+    const DEM_SIGNED: &str = "c2VydmVyX3RpbWU9My8xLzIwMTkgNzozMTo0NCBBTSZoYXNoX3ZhbHVlPU5teG9LMFl0SFVFYUFzZXo0NGJIb2c9PSZ2YWxpZG1pbnV0ZXM9MjAmc3RybV9sZW49OA==";
+    /// `checkip` for (203.0.113.5, `u1`), stream-bound: the default form of a pay-per-view URL.
+    const U1_IP_STREAM_SIGNED: &str = "c2VydmVyX3RpbWU9My8xLzIwMTkgNzozMTo0NCBBTSZoYXNoX3ZhbHVlPWVUb3V5L3NFbGZkRHRucHhzUEVMTEE9PSZ2YWxpZG1pbnV0ZXM9MTAmc3RybV9sZW49MTEmaWQ9dTEmY2hlY2tpcD10cnVl";
     /// Seed 004's example (key unknown, so only parsed).
     const SEED_004: &str = "c2VydmVyX3RpbWU9MDMvMDEvMjAxOSAwNzozMTo0NCBBTSZoYXNoX3ZhbHVlPVZGOHBLUE44Z0ZTYUQrM0p5c0pNYlE9PSZ2YWxpZG1pbnV0ZXM9MTAmaWQ9SURfMQ==";
 
@@ -461,6 +563,19 @@ mod tests {
             stream_path: "live/stream",
             now,
             tolerance_seconds: 30,
+            compat: Compat::default(),
+        }
+    }
+
+    /// [`request`] accepting every Nimble form (id-only, unscoped, prefix).
+    fn nimble(now: u64) -> VerifyRequest<'static> {
+        VerifyRequest {
+            compat: Compat {
+                id_only: true,
+                unscoped: true,
+                prefix: true,
+            },
+            ..request(now)
         }
     }
 
@@ -573,29 +688,184 @@ mod tests {
             ..id
         };
         assert_eq!(sign(&ambiguous), Err(WmsAuthError::InvalidField("id")));
+        // Ids the verifier would refuse as ambiguous are never signed.
+        for subject in [
+            Subject::Id("203.0.113.5"),
+            Subject::Id(""),
+            Subject::IdAndIp { id: "1x", ip: IP },
+            Subject::IdAndIp { id: "", ip: IP },
+        ] {
+            let request = SignRequest { subject, ..id };
+            assert_eq!(sign(&request), Err(WmsAuthError::InvalidField("id")));
+        }
     }
 
     #[test]
     fn verifies_every_variant() {
+        // The default forms: IP-bound and exact-stream, with or without an id.
         assert_eq!(
             verify(STREAM_SIGNED, &request(T2019 + 60)),
             Ok(Verified {
                 id: None,
+                ip_bound: true,
                 valid_until: T2019 + 20 * 60 + 30
             })
         );
-        assert!(verify(IP_SIGNED_2012, &request(1_336_120_385)).is_ok());
+        assert_eq!(
+            verify(U1_IP_STREAM_SIGNED, &request(T2019)).map(|v| (v.id, v.ip_bound)),
+            Ok((Some("u1".into()), true))
+        );
+        // The PHP samples' unscoped and id-only forms, once opted into.
+        assert!(verify(IP_SIGNED_2012, &nimble(1_336_120_385)).is_ok());
         // id only: any IP.
         let elsewhere = VerifyRequest {
             client_ip: "198.51.100.1",
+            ..nimble(T2019)
+        };
+        assert_eq!(
+            verify(ID_SIGNED, &elsewhere).map(|v| (v.id, v.ip_bound)),
+            Ok((Some("ID_1".into()), false))
+        );
+        assert!(verify(ID_IP_SIGNED, &nimble(T2019)).is_ok());
+        assert_eq!(verify(ID_IP_SIGNED, &elsewhere), Err(WmsAuthError::BadHash));
+        let v6 = VerifyRequest {
+            client_ip: "2001:db8::1",
+            ..request(T2019)
+        };
+        // python3: sign("2001:db8::1" + "u1", "defaultpassword", 1551425504, 10, "live/stream",
+        //               extra="&id=u1&checkip=true")
+        let v6_signed = "c2VydmVyX3RpbWU9My8xLzIwMTkgNzozMTo0NCBBTSZoYXNoX3ZhbHVlPXIvc3lpeTNpSzhCdklYbDJGenRpUEE9PSZ2YWxpZG1pbnV0ZXM9MTAmc3RybV9sZW49MTEmaWQ9dTEmY2hlY2tpcD10cnVl";
+        assert!(verify(v6_signed, &v6).is_ok());
+    }
+
+    /// Issue 13 item 3: without an opt-in, a signature opens exactly the stream it names, and one
+    /// without `strm_len` opens none.
+    #[test]
+    fn stream_scope_is_exact_unless_opted_in() {
+        let dem = |path: &'static str, compat| VerifyRequest {
+            stream_path: path,
+            compat,
+            ..request(T2019)
+        };
+        let exact = Compat::default();
+        assert!(verify(DEM_SIGNED, &dem("live/dem", exact)).is_ok());
+        for path in ["live/demo", "live/dem-vip", "live/dem/x"] {
+            assert_eq!(
+                verify(DEM_SIGNED, &dem(path, exact)),
+                Err(WmsAuthError::FormNotAllowed),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            verify(DEM_SIGNED, &dem("live/de", exact)),
+            Err(WmsAuthError::WrongStream)
+        );
+        // Unscoped: the 2012 sample, and a stream signature with its strm_len removed.
+        assert_eq!(
+            verify(IP_SIGNED_2012, &request(1_336_120_385)),
+            Err(WmsAuthError::FormNotAllowed)
+        );
+        let unscoped = reencode(STREAM_SIGNED, "&strm_len=11", "");
+        assert_eq!(
+            verify(&unscoped, &request(T2019)),
+            Err(WmsAuthError::FormNotAllowed)
+        );
+        let zero = reencode(STREAM_SIGNED, "strm_len=11", "strm_len=0");
+        assert_eq!(
+            verify(&zero, &request(T2019)),
+            Err(WmsAuthError::FormNotAllowed)
+        );
+        // Nimble's pattern signature, opted into: a byte prefix.
+        let prefix = Compat {
+            prefix: true,
+            ..exact
+        };
+        assert!(verify(DEM_SIGNED, &dem("live/demo", prefix)).is_ok());
+        assert!(verify(DEM_SIGNED, &dem("live/dem-vip", prefix)).is_ok());
+        assert_eq!(
+            verify(&zero, &dem("live/stream", prefix)),
+            Err(WmsAuthError::FormNotAllowed),
+            "a zero-length prefix is unscoped"
+        );
+    }
+
+    /// Issue 13 item 2: the IP binding cannot be traded for an id that hashes the same.
+    #[test]
+    fn ip_binding_cannot_be_stripped() {
+        let elsewhere = VerifyRequest {
+            client_ip: "198.51.100.1",
+            ..nimble(T2019 + 60)
+        };
+        // IP-bound -> id-only with id = the bound IP: `ip . key …` is `id . key …`. Refused even
+        // with id-only signatures opted into.
+        let as_id = reencode(STREAM_SIGNED, "strm_len=11", "strm_len=11&id=203.0.113.5");
+        assert_eq!(verify(&as_id, &elsewhere), Err(WmsAuthError::AmbiguousId));
+        // checkip (ip, id) -> id-only with id = ip . id.
+        let joined = reencode(ID_IP_SIGNED, "id=ID_1&checkip=true", "id=203.0.113.5ID_1");
+        assert_eq!(verify(&joined, &elsewhere), Err(WmsAuthError::AmbiguousId));
+        let v6 = reencode(ID_IP_SIGNED, "id=ID_1&checkip=true", "id=2001:db8::1ID_1");
+        assert_eq!(verify(&v6, &elsewhere), Err(WmsAuthError::AmbiguousId));
+        // checkip (203.0.113.5, "1x") would also be (203.0.113.51, "x"): refused.
+        let shifted = reencode(U1_IP_STREAM_SIGNED, "id=u1", "id=1x");
+        let at_51 = VerifyRequest {
+            client_ip: "203.0.113.51",
             ..request(T2019)
         };
         assert_eq!(
-            verify(ID_SIGNED, &elsewhere).map(|v| v.id),
-            Ok(Some("ID_1".into()))
+            verify(&shifted, &request(T2019)),
+            Err(WmsAuthError::AmbiguousId)
         );
-        assert!(verify(ID_IP_SIGNED, &request(T2019)).is_ok());
-        assert_eq!(verify(ID_IP_SIGNED, &elsewhere), Err(WmsAuthError::BadHash));
+        // Dropping checkip from a default pay-per-view URL makes it id-only: not opted in.
+        let dropped = reencode(U1_IP_STREAM_SIGNED, "&checkip=true", "");
+        assert_eq!(verify(&dropped, &at_51), Err(WmsAuthError::FormNotAllowed));
+        // Empty id: `ip . "" . key` is the plain IP signature's hash.
+        let empty = reencode(STREAM_SIGNED, "strm_len=11", "strm_len=11&id=&checkip=true");
+        assert_eq!(
+            verify(&empty, &request(T2019)),
+            Err(WmsAuthError::AmbiguousId)
+        );
+        // Unknown client: never hashed as "".
+        let unknown = VerifyRequest {
+            client_ip: "",
+            ..request(T2019)
+        };
+        assert_eq!(
+            verify(STREAM_SIGNED, &unknown),
+            Err(WmsAuthError::UnknownClient)
+        );
+        // The legitimate IP-bound URL still verifies at its address.
+        assert!(verify(STREAM_SIGNED, &request(T2019 + 60)).is_ok());
+    }
+
+    #[test]
+    fn ambiguous_ids() {
+        for id in ["ID_1", "u123", "user-9", "_x", "alice"] {
+            assert!(id_is_unambiguous(id, None), "{id}");
+            assert!(id_is_unambiguous(id, Some("203.0.113.5")), "{id}");
+        }
+        for id in ["12345", "abc", "bob"] {
+            assert!(id_is_unambiguous(id, None), "{id}");
+        }
+        for id in [
+            "",
+            "203.0.113.5",
+            "203.0.113.5x",
+            "::1",
+            "::1abc",
+            "2001:db8::1ID_1",
+        ] {
+            assert!(!id_is_unambiguous(id, None), "{id:?}");
+            assert!(!id_is_unambiguous(id, Some("203.0.113.5")), "{id:?}");
+        }
+        // After an IPv4 address: no digit or '.'; after IPv6: no hex digit, ':' or '.'.
+        for id in ["1x", "9", ".5"] {
+            assert!(!id_is_unambiguous(id, Some("203.0.113.5")), "{id}");
+        }
+        for id in ["alice", "bob", "Fred", "1x", ":x", ".x"] {
+            assert!(!id_is_unambiguous(id, Some("2001:db8::1")), "{id}");
+        }
+        assert!(id_is_unambiguous("ID_1", Some("2001:db8::1")));
+        assert!(id_is_unambiguous("gina", Some("2001:db8::1")));
     }
 
     /// Hashing uses `server_time` exactly as received. Expected from python3:
@@ -603,7 +873,7 @@ mod tests {
     #[test]
     fn padded_server_time_is_hashed_as_received() {
         let padded = "c2VydmVyX3RpbWU9MDMvMDEvMjAxOSAwNzozMTo0NCBBTSZoYXNoX3ZhbHVlPW9zVTFod2ZEaVdWOHlHaUxPZFAwcmc9PSZ2YWxpZG1pbnV0ZXM9MTA=";
-        assert!(verify(padded, &request(T2019)).is_ok());
+        assert!(verify(padded, &nimble(T2019)).is_ok());
     }
 
     #[test]
@@ -625,12 +895,15 @@ mod tests {
             verify(STREAM_SIGNED, &short),
             Err(WmsAuthError::WrongStream)
         );
-        // strm_len=11 signs a prefix: a longer path with the same prefix is allowed.
+        // strm_len=11 is a prefix of this longer path: refused without the prefix opt-in.
         let longer = VerifyRequest {
             stream_path: "live/stream_hd",
             ..request(now)
         };
-        assert!(verify(STREAM_SIGNED, &longer).is_ok());
+        assert_eq!(
+            verify(STREAM_SIGNED, &longer),
+            Err(WmsAuthError::FormNotAllowed)
+        );
         let other_ip = VerifyRequest {
             client_ip: "203.0.113.6",
             ..request(now)
@@ -674,20 +947,17 @@ mod tests {
         ] {
             let tampered = reencode(STREAM_SIGNED, from, to);
             assert_eq!(
-                verify(&tampered, &request(now)),
+                verify(&tampered, &nimble(now)),
                 Err(WmsAuthError::BadHash),
                 "{to}"
             );
         }
         // Dropping checkip turns the ip+id hash into an id-only hash: mismatch.
         let dropped = reencode(ID_IP_SIGNED, "&checkip=true", "");
-        assert_eq!(
-            verify(&dropped, &request(T2019)),
-            Err(WmsAuthError::BadHash)
-        );
+        assert_eq!(verify(&dropped, &nimble(T2019)), Err(WmsAuthError::BadHash));
         let other_id = reencode(ID_SIGNED, "id=ID_1", "id=ID_2");
         assert_eq!(
-            verify(&other_id, &request(T2019)),
+            verify(&other_id, &nimble(T2019)),
             Err(WmsAuthError::BadHash)
         );
     }

@@ -89,6 +89,7 @@ async fn serve(request: &Request) -> Result<Reply> {
         viewer: viewer_id,
         session,
         ip: viewer::client_ip(request)
+            .await?
             .map(|ip| ip.to_string())
             .unwrap_or_default(),
         now,

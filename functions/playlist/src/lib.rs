@@ -18,6 +18,7 @@ use gatecast_core::access::{self, Admission, PlaylistPolicy};
 use gatecast_core::reply::{self, Content, Reply};
 use gatecast_core::rewrite;
 use gatecast_core::viewer_token::Scope;
+use gatecast_core::wmsauth;
 use gatecast_spin_shell::{outage, site, viewer};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_service;
@@ -43,6 +44,11 @@ async fn serve(request: &Request) -> Result<Reply> {
         session_secret: session_secret.as_bytes(),
         wmsauth_key: &wmsauth_key,
         wmsauth_tolerance_seconds: number("wmsauth_tolerance_seconds").await?,
+        wmsauth_compat: wmsauth::Compat {
+            id_only: flag("wmsauth_allow_id_only").await?,
+            unscoped: flag("wmsauth_allow_unscoped").await?,
+            prefix: flag("wmsauth_allow_prefix").await?,
+        },
         key_token_ttl_seconds: number("key_token_ttl_seconds").await?,
         sign_segments: outage::variable("sign_segments").await? == "true",
     };
@@ -50,7 +56,7 @@ async fn serve(request: &Request) -> Result<Reply> {
         viewer::query(request),
         viewer::header(request, "cookie"),
         &object,
-        viewer::client_ip(request),
+        viewer::client_ip(request).await?,
         now,
         &policy,
     ) else {
@@ -75,5 +81,11 @@ async fn serve(request: &Request) -> Result<Reply> {
 
 /// A numeric variable; a non-number is a configuration fault (503).
 async fn number(name: &str) -> Result<u64> {
+    outage::variable(name).await?.trim().parse().context(name)
+}
+
+/// A `"true"`/`"false"` opt-in; anything else is a configuration fault (503), never read as
+/// either (a typo must not silently turn a weaker form on or off).
+async fn flag(name: &str) -> Result<bool> {
     outage::variable(name).await?.trim().parse().context(name)
 }

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use gatecast_core::access::{self, Grant};
+use gatecast_core::client_addr::{self, ProxyPolicy};
 use gatecast_core::layout::RequestedObject;
 use gatecast_core::reply::{self, Reply};
 use gatecast_core::storage::{FetchOutcome, StorageConfig};
@@ -48,7 +49,7 @@ pub async fn object_grant(
         query(request),
         header(request, "cookie"),
         object,
-        client_ip(request),
+        client_ip(request).await?,
         now,
         &signing_keys().await?,
         variable("session_secret").await?.as_bytes(),
@@ -69,9 +70,41 @@ pub fn header<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
         .and_then(|value| value.to_str().ok())
 }
 
-/// The client address Spin saw.
-pub fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
-    header(request, CLIENT_ADDR_HEADER).and_then(access::client_ip)
+/// Who the client is, for every check of this request ([`client_addr::client_ip`]): the
+/// address Spin accepted the connection from or, when that is a `trusted_proxies` proxy, the
+/// client its forwarding header (`client_ip_header`) names. `Ok(None)`: unknown (an
+/// IP-bound credential is then refused); `Err` a configuration fault (503).
+///
+/// Spin's own `spin-client-addr` is the *last* value: Spin appends it after any the client
+/// sent (`crates/trigger-http/src/headers.rs` `prepare_request_headers`, then `wasi.rs`
+/// `prepare_request` extends the cleared header map, which appends), so the first value is
+/// the client's choice and never read.
+pub async fn client_ip(request: &Request) -> Result<Option<std::net::IpAddr>> {
+    let peer = request
+        .headers()
+        .get_all(CLIENT_ADDR_HEADER)
+        .iter()
+        .next_back()
+        .and_then(|value| value.to_str().ok())
+        .and_then(client_addr::parse_address);
+    let policy = ProxyPolicy::parse(
+        &variable("trusted_proxies").await?,
+        &variable("client_ip_header").await?,
+    )
+    .context("trusted_proxies / client_ip_header")?;
+    // A value that is not visible ASCII is passed as "", which reads as malformed.
+    let forwarded: Vec<&str> = policy
+        .header()
+        .map(|header| {
+            request
+                .headers()
+                .get_all(header.name())
+                .iter()
+                .map(|value| value.to_str().unwrap_or(""))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(client_addr::client_ip(peer, &forwarded, &policy))
 }
 
 /// What a storage read produced.

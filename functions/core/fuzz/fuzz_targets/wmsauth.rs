@@ -16,6 +16,12 @@ fuzz_target!(|data: &[u8]| {
         stream_path: "live/stream",
         now: 1_551_425_504,
         tolerance_seconds: 30,
+        // Every form accepted, so fuzzing reaches the hash and time checks of each.
+        compat: wmsauth::Compat {
+            id_only: true,
+            unscoped: true,
+            prefix: true,
+        },
     };
     let _ = wmsauth::verify(text, &request);
     if let Ok(unix) = wmsauth::parse_server_time(text) {

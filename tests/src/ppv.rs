@@ -1,4 +1,4 @@
-//! Pay-per-view test support: a real WMSPanel-style PPV handler (protocols.md §5) on `127.0.0.1:0` that checks `Signature` with python3's
+//! Pay-per-view test support: a real WMSPanel-style PPV handler (docs/PROTOCOLS.md §5) on `127.0.0.1:0` that checks `Signature` with python3's
 //! `hashlib` (not gatecast's code) and answers a configurable deny list and `Solution`; and a
 //! paying viewer's side (keys of a playlist, balance, credit).
 

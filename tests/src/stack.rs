@@ -305,7 +305,7 @@ pub async fn seed000_token(secret: &str, session_id: &str, stream: &str) -> anyh
     .await
 }
 
-/// A WMSAuth `wmsAuthSign` value computed by python per protocols.md §4: signed at `unix`
+/// A WMSAuth `wmsAuthSign` value computed by python per docs/PROTOCOLS.md §4: signed at `unix`
 /// for `ip`, `valid_minutes`, bound to `stream_path` (`live/<name>`) with `strm_len`.
 pub async fn wmsauth_sign(
     key: &str,

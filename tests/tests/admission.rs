@@ -106,7 +106,7 @@ async fn gatecast_token(test: &TestStack) -> anyhow::Result<Playback> {
     Ok(playback)
 }
 
-/// A WMSAuth URL signed by python (protocols.md §4) for 127.0.0.1, the address the edge sees.
+/// A WMSAuth URL signed by python (docs/PROTOCOLS.md §4) for 127.0.0.1, the address the edge sees.
 /// The same signature presented for another stream is refused.
 async fn wmsauth_signed_by_the_test(test: &TestStack) -> anyhow::Result<Playback> {
     let key = &test.stack.secrets.wmsauth_key;

@@ -1,5 +1,6 @@
 //! Pay-per-view end to end: a real ffmpeg broadcast, the real wasm components in the host, a
-//! real WMSPanel-style handler speaking protocols.md §5 (Signature/Solution checked by python).
+//! real WMSPanel-style handler speaking docs/PROTOCOLS.md §5 (Signature/Solution checked by
+//! python).
 //!
 //! Key period: 3 segments × 2 s = 6 s (`key_period_seconds` = 6), price `key:1`, session cap 2,
 //! sync interval 2 s.

@@ -841,9 +841,10 @@ mod tests {
         );
     }
 
-    /// The WMSAuth signature below was produced with python3 following seed 003's PHP
-    /// (md5 of ip . key . server_time . validminutes . signed_stream, base64 twice) for key
-    /// `defaultpassword`, IP 203.0.113.5, `3/1/2019 7:31:44 AM`, 20 minutes, `live/benw`.
+    /// The WMSAuth signature below was produced with python3 following Nimble's PHP sample
+    /// (docs/PROTOCOLS.md §4: md5 of ip . key . server_time . validminutes . signed_stream,
+    /// base64 twice) for key `defaultpassword`, IP 203.0.113.5, `3/1/2019 7:31:44 AM`,
+    /// 20 minutes, `live/benw`.
     #[test]
     fn wmsauth_admits_with_ip_binding_and_seed_000_admits_by_cookie() {
         let keys = keys();

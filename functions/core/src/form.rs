@@ -1,5 +1,5 @@
 //! The three `name=value` encodings an edge request carries: the URL query string, an
-//! `application/x-www-form-urlencoded` body (nginx-rtmp hooks, protocols.md §1) and the
+//! `application/x-www-form-urlencoded` body (nginx-rtmp hooks, docs/PROTOCOLS.md §1) and the
 //! `Cookie` header (seed 000's `sessionid`).
 //!
 //! Query and form use the same WHATWG `application/x-www-form-urlencoded` rules: pairs split on

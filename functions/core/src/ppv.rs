@@ -1,9 +1,9 @@
-//! Pay-per-view: the WMSPanel push protocol (protocols.md §5, seed 004) and gatecast's own
+//! Pay-per-view: the WMSPanel push protocol (docs/PROTOCOLS.md §5) and gatecast's own
 //! charging rules, as pure functions so the key function and the api component agree on every
 //! rule and every KV key name (one home for each).
 //!
 //! Two ways to charge, both enforced at the key endpoint (a viewer who cannot get the next key
-//! stops playing within one key period — the stateless cut-off of protocols.md §6):
+//! stops playing within one key period, with no connection to the player to tear down):
 //! - per key period: [`charge_for_key_period`] credits are debited the first time a viewer
 //!   fetches a given key id of a stream, exactly once (the [`Claim`] protocol on an atomic
 //!   counter), so refetches, retries and concurrent requests are free;
@@ -63,7 +63,7 @@ pub const DEFAULT_INSTANCE: &str = "_definst_";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PpvError {
-    /// The body is not a sync request/response as protocols.md §5 describes.
+    /// The body is not a sync request/response as docs/PROTOCOLS.md §5 describes.
     #[error("malformed pay-per-view message: {0}")]
     Malformed(String),
     /// Mutual authorization is on, but the request carries no `Puzzle`/`Signature`.
@@ -919,7 +919,7 @@ mod tests {
         assert_eq!(handler_settings("/ppv", "t"), Ok(Some(("/ppv", "t"))));
     }
 
-    /// The request of protocols.md §5, as the media server sends it.
+    /// The request of docs/PROTOCOLS.md §5, as the media server sends it.
     #[test]
     fn parses_and_answers_the_documented_request() {
         let body = format!(
@@ -990,7 +990,7 @@ mod tests {
             ],
         );
         let json = serde_json::to_string(&request).expect("serialises");
-        // Written by hand from protocols.md §5 (no Puzzle/Signature without mutual auth).
+        // Written by hand from docs/PROTOCOLS.md §5 (no Puzzle/Signature without mutual auth).
         assert_eq!(
             json,
             concat!(

@@ -3,7 +3,7 @@
 //!
 //! Viewer-facing replies (playlist, key, segment) all carry `Access-Control-Allow-Origin: *`:
 //! hls.js fetches playlists and keys with XHR and must see even a 403 to stop retrying
-//! (protocols.md §2). Refusals have an empty body so they never tell a prober *why* (bad
+//! (docs/PROTOCOLS.md §2). Refusals have an empty body so they never tell a prober *why* (bad
 //! signature, expired, revoked and banned all look the same). Management replies (API, hooks)
 //! are server-to-server and carry no CORS headers.
 //!
@@ -135,7 +135,7 @@ pub fn unauthorized() -> Reply {
     reply
 }
 
-/// 302 to `location`: nginx-rtmp's on_publish "rename the stream" answer (protocols.md §1).
+/// 302 to `location`: nginx-rtmp's on_publish "rename the stream" answer (docs/PROTOCOLS.md §1).
 ///
 /// `location` must be a header-safe value; callers pass a validated stream name.
 pub fn redirect(location: &str) -> Reply {

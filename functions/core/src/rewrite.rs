@@ -1,7 +1,7 @@
 //! Playlist rewriting: append a viewer's token query to the URIs a player will fetch next.
 //!
-//! Relative URIs resolve against the playlist URL and drop its query string (protocols.md §2),
-//! so a token on the playlist URL never reaches the key or segment requests: it has to be
+//! Relative URIs resolve against the playlist URL and drop its query string
+//! (docs/PROTOCOLS.md §2), so a token on the playlist URL never reaches the key or segment requests: it has to be
 //! written into each URI. This module does that, line by line, and keeps every other byte as it
 //! was (line endings, comments, unknown tags, attribute order), because players differ in what
 //! they tolerate and a rewrite must never be the reason a stream stops playing.
@@ -276,7 +276,7 @@ mod tests {
         }
     }
 
-    /// nginx-rtmp style (seeds 000/001) with hls_keys on: a key every few segments.
+    /// nginx-rtmp style (seed 000) with hls_keys on: a key every few segments.
     const NGINX: &str = "#EXTM3U\n\
 #EXT-X-VERSION:3\n\
 #EXT-X-MEDIA-SEQUENCE:7614\n\

@@ -1,5 +1,5 @@
-//! The one place where gatecast-core's errors become HTTP statuses (style rule 10), so every
-//! component refuses the same fault the same way.
+//! The one place where gatecast-core's errors become HTTP statuses, so every component refuses
+//! the same fault the same way (as rustls maps every error to its TLS alert in one place).
 //!
 //! Viewer-facing refusals carry no detail: a bad signature, an expired token, a wrong stream and
 //! an unknown key id all become the same bodiless 403, so a prober learns nothing about which

@@ -1,5 +1,5 @@
-//! Nimble Streamer / WMSPanel WMSAuth signed URLs (protocols.md §4, seeds 002-004), generated and
-//! verified byte for byte like the PHP samples, so a site that already signs for Nimble can
+//! Nimble Streamer / WMSPanel WMSAuth signed URLs (docs/PROTOCOLS.md §4), generated and verified
+//! byte for byte like Nimble's PHP samples, so a site that already signs for Nimble can
 //! point its players at gatecast unchanged:
 //!
 //! ```text

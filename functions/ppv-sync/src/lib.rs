@@ -1,4 +1,4 @@
-//! The `ppv-sync` component: the WMSPanel pay-per-view push sync (protocols.md §5) and the
+//! The `ppv-sync` component: the WMSPanel pay-per-view push sync (docs/PROTOCOLS.md §5) and the
 //! housekeeping of the `viewers` store. The only component that talks to the customer's
 //! handler, so only it holds `ppv_token` and may reach `ppv_handler_origin`.
 //!

@@ -4,7 +4,8 @@
 //! - [`demo`]: the demo channel and `dev.json` the launcher prepares on first start.
 //! - [`stack`]: S3, the ingest worker and the wasm host started together and wired up.
 //!
-//! This crate only wires existing parts together; it makes no protocol decisions (style rule 24).
+//! This crate only wires existing parts together; it makes no protocol decisions, so the stack
+//! it starts behaves exactly as the deployed parts do.
 #![warn(missing_docs)]
 
 pub mod demo;

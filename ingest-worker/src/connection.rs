@@ -50,7 +50,6 @@ const CONNECT_SNIFF_LIMIT: usize = 64 * 1024;
 
 /// Why a connection ended early. Logged in the connection's span, never sent to the peer.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ConnectionError {
     /// Socket error.
     #[error("socket error")]

@@ -11,7 +11,6 @@ use std::time::Duration;
 /// Why a publish (or connection) was refused; the `reason` label of
 /// `gatecast_ingest_publishes_refused_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum RefusalReason {
     /// The RTMP `connect` named another application than `--app`.
     WrongApp,

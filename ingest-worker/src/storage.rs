@@ -29,7 +29,6 @@ const S3_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a storage URL could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum StorageError {
     /// Neither `file://` nor `s3://`.
     #[error("storage URL {0:?} must start with file:// or s3://")]

@@ -156,7 +156,6 @@ async fn dispatch(route: ApiRoute, body: &[u8], query: &str) -> Result<Result<Re
         }
         ApiRoute::OnPublish => Ok(on_publish(body, now).await?),
         ApiRoute::OnPublishDone => Ok(on_publish_done(body, now).await?),
-        _ => Err(ApiError::NotFound),
     })
 }
 

@@ -45,7 +45,6 @@ pub const MAX_RECORDING_SECONDS: u64 = 7 * 24 * 3600;
 
 /// Why an object request was refused. The edge answers every variant with the same 403.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum AccessError {
     /// The request carries no credential this deployment accepts.
     #[error("no credential")]
@@ -63,7 +62,6 @@ pub enum AccessError {
 
 /// A verified object request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Grant {
     /// A gatecast viewer token, with its claims.
     Viewer(ViewerClaims),
@@ -162,7 +160,6 @@ pub struct PlaylistPolicy<'a> {
 
 /// A viewer admitted to a playlist.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Admission {
     /// Admitted by a viewer token or WMSAuth: key URIs get fresh viewer tokens for these ids.
     Viewer {

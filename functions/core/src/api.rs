@@ -51,7 +51,6 @@ pub const HOOK_NAME_FIELD: &str = "name";
 
 /// Why an API request was refused. Each variant maps to one status in [`ApiError::status`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum ApiError {
     /// No route has this path.
     #[error("no such endpoint")]
@@ -95,7 +94,6 @@ impl From<RegistryError> for ApiError {
 
 /// One management endpoint, with its validated path parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ApiRoute {
     /// `POST /api/sign`
     Sign,
@@ -217,7 +215,6 @@ fn secret_matches(presented: Option<&str>, configured: &str) -> bool {
 /// How `/api/sign` protects the playlist URL.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-#[non_exhaustive]
 pub enum SignScheme {
     /// A gatecast viewer token (`?t=`).
     #[default]
@@ -230,7 +227,6 @@ pub enum SignScheme {
 /// playlist only; a WMSAuth signature names a stream, not a file, so it opens both.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-#[non_exhaustive]
 pub enum PlaylistKind {
     /// `index.m3u8`: the live playlist.
     #[default]

@@ -24,7 +24,6 @@ const MAX_ADDRESS_LEN: usize = 64;
 
 /// Why the proxy configuration does not parse (a deployment fault: the shell answers 503).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum ClientAddrError {
     /// A `trusted_proxies` entry is not `ip` or `ip/prefix` with the host bits clear.
     #[error("trusted_proxies entry {0:?} is not a CIDR")]
@@ -92,7 +91,6 @@ fn bits(ip: IpAddr) -> u8 {
 
 /// The header a trusted proxy writes the client's address into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ClientIpHeader {
     /// `X-Forwarded-For`: a list each hop appends to; the client is the right-most entry that
     /// is not a trusted proxy.

@@ -32,7 +32,6 @@ pub const VOD_PLAYLIST: &str = "vod.m3u8";
 
 /// Why a stream name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum NameError {
     /// The name is empty.
     #[error("stream name is empty")]
@@ -138,7 +137,6 @@ pub fn key_id_in_uri(uri: &str, name: &StreamName) -> Option<u64> {
 
 /// What an incoming viewer request path names, after validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum RequestedObject {
     /// `/live/<name>/index.m3u8`
     LivePlaylist(StreamName),

@@ -61,7 +61,6 @@ pub const DEFAULT_INSTANCE: &str = "_definst_";
 
 /// Why a pay-per-view message or setting was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum PpvError {
     /// The body is not a sync request/response as docs/PROTOCOLS.md §5 describes.
     #[error("malformed pay-per-view message: {0}")]
@@ -329,7 +328,6 @@ pub fn build_sync_request(
 
 /// What a stream costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Price {
     /// No charge.
     Free,
@@ -517,7 +515,6 @@ pub const REASON_HEADER: &str = "x-gatecast-reason";
 
 /// Why pay-per-view refused a key; the [`REASON_HEADER`] value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Refusal {
     /// The balance does not cover this key period (or the stream is paid and the viewer
     /// token names no viewer to charge).
@@ -563,7 +560,6 @@ pub const PAID_MARK: i64 = 1 << 40;
 /// Spin's and gatecast's backends, `INCRBY` on Redis), while a compare-and-swap from "absent"
 /// is not (Spin writes unconditionally when the key was absent), so it cannot claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Claim {
     /// First claimant: debit, then mark paid (or delete the marker if refused).
     Charge,

@@ -55,7 +55,6 @@ pub const MAX_ID_LEN: usize = 128;
 
 /// Why an id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum RegistryError {
     /// A viewer or session id is empty, longer than [`MAX_ID_LEN`] or holds a byte outside
     /// `[A-Za-z0-9._~@+=-]`, so it could not be a KV key suffix or a path segment safely.
@@ -136,7 +135,6 @@ pub const AUTHORIZATION_ALLOWED: &str = "allow";
 
 /// What the on_publish hook answers for a presented stream key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum PublishDecision {
     /// Publish under this public name (302 `Location: <name>`, seed 001).
     Rename(StreamName),
@@ -172,7 +170,6 @@ const MAX_UPDATE_INTERVAL_SECS: u64 = 3600;
 
 /// What a hook does to a channel's [`PublishLease`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum LeaseAction {
     /// `on_publish` or `on_update`: take or renew the lease.
     Acquire,

@@ -27,7 +27,6 @@ const VIEWER_METHODS: &str = "GET, HEAD, OPTIONS";
 /// What kind of viewer-facing content a successful reply carries; it decides the media type
 /// and how long caches may keep it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Content {
     /// An HLS playlist: rewritten per viewer and changing every segment, so never cached.
     Playlist,

@@ -21,7 +21,6 @@
 /// Why a playlist could not be rewritten. A stored playlist that does not parse is a server
 /// fault (the ingest worker wrote it), so [`crate::status`] maps this to 500, never to the viewer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum RewriteError {
     /// A token query is empty, starts with `?`/`&`, or holds a byte that would break a
     /// quoted attribute or a URI line (`"`, `#`, whitespace, control characters).

@@ -68,7 +68,6 @@ pub fn verify(secret: &[u8], session_id: &str, stream: &str, presented: &str) ->
 /// the edge computes the matching `s=` for it. In the nginx recipe the site's `authorize_key`
 /// view is what checks the session, so without that callback the scheme admits everybody.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum SessionCheck {
     /// Ask the site's `authorize_key` view (`authorize_path` is set).
     AskSite,

@@ -15,7 +15,6 @@ use crate::wmsauth::WmsAuthError;
 
 /// How a request is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum Refusal {
     /// 400: a management request (API, hook) is malformed.
     BadRequest,

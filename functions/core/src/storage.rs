@@ -25,7 +25,6 @@ pub const RETRY_AFTER_SECONDS: u32 = 2;
 
 /// Why a storage configuration or object name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum StorageError {
     /// The endpoint is not `http(s)://host[:port]` (no path, query or credentials).
     #[error("storage endpoint must be http(s)://host[:port]")]
@@ -194,7 +193,6 @@ fn hex(bytes: &[u8]) -> String {
 
 /// What a storage response status means for the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum FetchOutcome {
     /// 2xx: the body is the object.
     Found,

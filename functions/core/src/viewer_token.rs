@@ -72,7 +72,6 @@ const MAC_LEN: usize = 20;
 /// Why a token was not issued or not accepted. Map to HTTP with [`crate::status`]; never show
 /// the variant to the viewer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum TokenError {
     /// The token is not `v2.<kid>.<payload>.<mac>` with valid base64url parts and payload.
     #[error("malformed viewer token")]
@@ -110,7 +109,6 @@ pub enum TokenError {
 /// The kind of object a request asks for, and so the component that serves it (routing); what
 /// a token opens is its [`Reach`], which names one kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Scope {
     /// The stream's playlists (`index.m3u8`, `vod.m3u8`).
     Playlist,
@@ -122,7 +120,6 @@ pub enum Scope {
 
 /// Exactly what a token opens within its stream; see the module docs for why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Reach {
     /// `index.m3u8`: issued by `/api/sign`, long-lived.
     LivePlaylist,

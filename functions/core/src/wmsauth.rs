@@ -47,7 +47,6 @@ const LENIENT_STANDARD: GeneralPurpose = GeneralPurpose::new(
 /// Why a WMSAuth signature was not produced or not accepted. Map to HTTP with
 /// [`crate::status`]; never show the variant to the viewer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum WmsAuthError {
     /// Not base64, not a `name=value&..` list, a required field missing or repeated, or a
     /// field that does not parse (`validminutes`, `strm_len`, `hash_value`, `checkip`).
@@ -101,7 +100,6 @@ pub struct Compat {
 
 /// Who a signature is bound to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Subject<'a> {
     /// Hotlink protection: the client IP as the edge sees it.
     Ip(&'a str),

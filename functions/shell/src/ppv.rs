@@ -219,7 +219,7 @@ pub async fn admit_key(ledger: &Ledger, fetch: &KeyFetch<'_>) -> Result<Option<R
             record_usage(ledger, fetch, key_period).await?;
         }
         Claim::Paid => {}
-        _ => {
+        Claim::InFlight => {
             if !wait_for_charge(ledger, &marker).await? {
                 return Ok(Some(Refusal::PaymentRequired));
             }

@@ -38,7 +38,7 @@ pub async fn session_admitted(
     match session_token::session_check(&path, &trust) {
         SessionCheck::AskSite => site_authorizes(&path, cookie, stream, now).await,
         SessionCheck::SignatureOnly => Ok(true),
-        _ => {
+        SessionCheck::Refuse => {
             if !REFUSAL_LOGGED.swap(true, Ordering::Relaxed) {
                 eprintln!(
                     "{component}: refusing seed 000 sessions: session_secret is set but \

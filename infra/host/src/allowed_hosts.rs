@@ -14,7 +14,6 @@ use std::net::IpAddr;
 
 /// Why an `allowed_outbound_hosts` entry was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum AllowedHostError {
     /// The entry has no `scheme://`.
     #[error("{0:?} does not contain a scheme (e.g., 'http://' or '*://')")]

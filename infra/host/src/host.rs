@@ -521,7 +521,6 @@ impl ServiceChain {
 pub struct BodyError(String);
 
 /// Response body served by the host: a fixed text or the guest's streamed body.
-#[non_exhaustive]
 pub enum HostBody {
     /// A host-generated body (404, 500, …).
     Full(Option<Bytes>),

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 /// A key-value backend failure. Surfaces to components as `error::other(..)` so they can answer
 /// 503 rather than trap.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum KvError {
     /// The database file or directory could not be opened/created.
     #[error("cannot open key-value store {label:?} at {path}: {source}")]
@@ -165,7 +164,6 @@ impl KvStore {
 
 /// Why an atomic operation of `wasi:keyvalue/atomics` did not apply.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum AtomicError {
     /// The store failed; nothing was written.
     #[error(transparent)]

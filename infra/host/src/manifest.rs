@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 /// Why a manifest could not be loaded.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ManifestError {
     /// The file could not be read.
     #[error("cannot read manifest {path}: {source}")]

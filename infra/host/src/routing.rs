@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 
 /// A route could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum RouteError {
     /// `routefinder` rejected the pattern.
     #[error("error parsing route {route:?} associated with component {component:?}: {reason}")]

@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, HashMap};
 
 /// A variable lookup or template failure; variants mirror `spin:variables` errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum VariableError {
     /// The name breaks Spin's naming rules.
     #[error("invalid variable name: {0}")]

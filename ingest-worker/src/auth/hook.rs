@@ -29,7 +29,6 @@ use super::PublishRequest;
 /// `/hooks/on-publish?secret=…`) or in their userinfo, so no variant holds the URL as
 /// configured: `Display` shows at most [`redacted`]'s `scheme://host/path`.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum HookError {
     /// The URL does not parse. Neither the URL nor the parser's message (which may quote it)
     /// is kept.

@@ -23,7 +23,6 @@ use super::KeyDigest;
 
 /// Why a keys file could not be loaded. The previous table stays in force on a failed reload.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum KeysFileError {
     /// The file could not be read.
     #[error("cannot read keys file {path}")]

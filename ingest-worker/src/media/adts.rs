@@ -6,7 +6,6 @@ use super::flv::AacConfig;
 
 /// Why a frame could not be wrapped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum AdtsError {
     /// ADTS stores the frame length (header included) in 13 bits.
     #[error("AAC frame of {0} bytes does not fit an ADTS header")]

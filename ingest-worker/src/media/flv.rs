@@ -10,7 +10,6 @@
 
 /// Why a tag body (or, for [`split_file`], an FLV file) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum FlvError {
     /// The codec is not H.264 / AAC (or uses the Enhanced-RTMP extended header), which
     /// gatecast cannot put into HLS MPEG-TS.
@@ -49,7 +48,6 @@ pub enum FlvError {
 
 /// Audio or video, for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum TrackKind {
     /// A VIDEODATA tag.
     Video,
@@ -136,7 +134,6 @@ const ENHANCED_RTMP_EX_HEADER: u8 = 0x80;
 
 /// One parsed VIDEODATA body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum VideoTag<'a> {
     /// AVC packet type 0: decoder configuration, sent before the first picture and again when
     /// the encoder changes resolution or profile.
@@ -156,7 +153,6 @@ pub enum VideoTag<'a> {
 
 /// One parsed AUDIODATA body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum AudioTag<'a> {
     /// AAC packet type 0: the AudioSpecificConfig.
     Config(AacConfig),

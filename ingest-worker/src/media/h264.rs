@@ -10,7 +10,6 @@ use super::flv::AvcConfig;
 
 /// Why an access unit could not be converted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum H264Error {
     /// A NAL unit length prefix points past the end of the tag.
     #[error("NAL unit length {length} exceeds the {remaining} bytes left in the tag")]

@@ -87,7 +87,6 @@ pub trait KeySource {
 
 /// Why a tag could not be processed. The tag is skipped; the pipeline stays usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum MediaError {
     /// The FLV tag body is malformed, truncated or uses an unsupported codec.
     #[error(transparent)]

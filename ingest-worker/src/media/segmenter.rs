@@ -30,7 +30,6 @@ pub struct EsFrame {
 
 /// The codec-specific part of an [`EsFrame`].
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum EsPayload {
     /// One Annex-B access unit.
     Video {

@@ -28,14 +28,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gatecast_core::layout::{
-    KEYS_PREFIX, StreamName, key_path, live_playlist_path, segment_path, vod_playlist_path,
+    StreamName, key_path, live_playlist_path, segment_path, vod_playlist_path,
 };
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::media::{EncryptedSegment, LivePlaylist, SegmentBuffers};
+use crate::media::{EncryptedSegment, Expired, LivePlaylist, SegmentBuffers};
 use crate::metrics::{Metrics, StorageOp};
 use crate::registry::StreamLease;
 use crate::storage::Stores;
@@ -361,7 +361,7 @@ impl Uploader {
         self.write_playlists().await?;
         self.metrics.handle_segment_visible(closed_at.elapsed());
         while let Some(expired) = self.playlist.poll_expired() {
-            self.delete(&expired).await;
+            self.delete(expired).await;
         }
         Ok(())
     }
@@ -430,23 +430,19 @@ impl Uploader {
         Err(Aborted)
     }
 
-    async fn delete(&mut self, path: &str) {
-        let is_key =
-            path.starts_with(KEYS_PREFIX) && path.as_bytes().get(KEYS_PREFIX.len()) == Some(&b'/');
-        if is_key
-            && self
-                .stored_key
-                .is_some_and(|id| key_path(&self.name, id) == path)
-        {
-            // Should a later segment still use this key, it must be stored again.
-            self.stored_key = None;
-        }
-        let store = if is_key {
-            &self.stores.keys
-        } else {
-            &self.stores.media
+    async fn delete(&mut self, expired: Expired) {
+        let store = match expired {
+            Expired::Segment { .. } => &self.stores.media,
+            Expired::Key { key_id } => {
+                if self.stored_key == Some(key_id) {
+                    // Should a later segment still use this key, it must be stored again.
+                    self.stored_key = None;
+                }
+                &self.stores.keys
+            }
         };
-        let location = Path::from(path);
+        let path = expired.path(&self.name);
+        let location = Path::from(path.as_str());
         for attempt in 1..=DELETE_ATTEMPTS {
             let started = Instant::now();
             let result = store.delete(&location).await;

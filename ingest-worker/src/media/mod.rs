@@ -36,8 +36,8 @@
 //! (so the shell can refuse the publisher), [`Pipeline::with_segment_buffers`] (segment memory
 //! reused across the worker's streams, see [`buffers`]), and the stage modules are public
 //! (`flv`, `h264`, `adts`, `ts`, `segmenter`, `crypto`) for the fuzz target and the benches.
-//! [`playlist::LivePlaylist::poll_expired`] returns paths under both `live/` and `keys/`
-//! (`layout::segment_path` / `layout::key_path`); route each to its store by that prefix.
+//! [`playlist::LivePlaylist::poll_expired`] returns an [`Expired`] segment or key; each lives
+//! in its own store ([`Expired::path`] names the object).
 
 pub mod adts;
 pub mod buffers;
@@ -57,7 +57,7 @@ pub use adts::AdtsError;
 pub use buffers::SegmentBuffers;
 pub use flv::{FlvError, TrackKind};
 pub use h264::H264Error;
-pub use playlist::{LivePlaylist, PlaylistConfig};
+pub use playlist::{Expired, LivePlaylist, PlaylistConfig};
 
 use flv::{AacConfig, AudioTag, AvcConfig, VideoTag};
 use segmenter::{EsFrame, EsPayload, Segmenter};

@@ -34,6 +34,33 @@ pub struct PlaylistConfig {
     pub record: bool,
 }
 
+/// An object of this stream that no playlist has named for one window length: the uploader
+/// deletes it. Segments and keys live in different stores, so the kind is a variant rather
+/// than something a caller reads back out of a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// The segment `live/<name>/<sequence>.ts`, in the media store.
+    Segment {
+        /// The segment's sequence number.
+        sequence: u64,
+    },
+    /// The key `keys/<name>/<key id>.key`, in the key store: its last segment expired too.
+    Key {
+        /// The key's id.
+        key_id: u64,
+    },
+}
+
+impl Expired {
+    /// The object's storage path for stream `name`.
+    pub fn path(&self, name: &StreamName) -> String {
+        match *self {
+            Self::Segment { sequence } => segment_path(name, sequence),
+            Self::Key { key_id } => key_path(name, key_id),
+        }
+    }
+}
+
 /// What the playlist remembers about one stored segment.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -66,8 +93,8 @@ pub struct LivePlaylist {
     discontinuity_pending: bool,
     ended: bool,
     stored_segments: u64,
-    /// (stored-segment count at which it may go, storage path), in due order.
-    retiring: VecDeque<(u64, String)>,
+    /// (stored-segment count at which it may go, the object), in due order.
+    retiring: VecDeque<(u64, Expired)>,
 }
 
 impl LivePlaylist {
@@ -168,13 +195,13 @@ impl LivePlaylist {
         Some(text)
     }
 
-    /// Storage paths (segments and keys) no playlist has referenced for one window length;
-    /// delete them. Call until `None` after every `handle_segment_stored`.
+    /// Segments and keys no playlist has referenced for one window length; delete them. Call
+    /// until `None` after every `handle_segment_stored`.
     #[must_use]
-    pub fn poll_expired(&mut self) -> Option<String> {
+    pub fn poll_expired(&mut self) -> Option<Expired> {
         match self.retiring.front() {
             Some((due, _)) if *due <= self.stored_segments => {
-                self.retiring.pop_front().map(|(_, path)| path)
+                self.retiring.pop_front().map(|(_, expired)| expired)
             }
             _ => None,
         }
@@ -226,15 +253,23 @@ impl LivePlaylist {
     /// the window uses it any more (key ids only grow, so no later segment will).
     fn retire(&mut self, evicted: &Entry) {
         let due = self.stored_segments + self.window_len as u64;
-        self.retiring
-            .push_back((due, segment_path(&self.name, evicted.sequence)));
+        self.retiring.push_back((
+            due,
+            Expired::Segment {
+                sequence: evicted.sequence,
+            },
+        ));
         if self
             .window
             .front()
             .is_none_or(|oldest| oldest.key_id != evicted.key_id)
         {
-            self.retiring
-                .push_back((due, key_path(&self.name, evicted.key_id)));
+            self.retiring.push_back((
+                due,
+                Expired::Key {
+                    key_id: evicted.key_id,
+                },
+            ));
         }
     }
 }
@@ -307,8 +342,12 @@ mod tests {
         )
     }
 
+    /// The storage paths of what expired, so the expectations read as the objects deleted.
     fn expired(playlist: &mut LivePlaylist) -> Vec<String> {
-        std::iter::from_fn(|| playlist.poll_expired()).collect()
+        let name = StreamName::parse("benw").expect("valid");
+        std::iter::from_fn(|| playlist.poll_expired())
+            .map(|expired| expired.path(&name))
+            .collect()
     }
 
     #[test]

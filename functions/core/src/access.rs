@@ -79,12 +79,12 @@ impl Grant {
         let mut keys = vec![registry::banned_stream_key(stream)];
         match self {
             Self::Viewer(claims) => {
-                if !claims.session.is_empty() {
-                    keys.push(registry::revoked_session_key(&claims.session));
+                if let Some(session) = claims.session_id() {
+                    keys.push(registry::revoked_session_key(session));
                 }
-                if !claims.viewer.is_empty() {
-                    keys.push(registry::blocked_viewer_key(&claims.viewer));
-                    keys.push(ppv::denied_key(&claims.viewer));
+                if let Some(viewer) = claims.viewer_id() {
+                    keys.push(registry::blocked_viewer_key(viewer));
+                    keys.push(ppv::denied_key(viewer));
                 }
             }
             // `/api/sessions/<sessionid>/revoke` ends a seed 000 session too.
@@ -163,10 +163,10 @@ pub struct PlaylistPolicy<'a> {
 pub enum Admission {
     /// Admitted by a viewer token or WMSAuth: key URIs get fresh viewer tokens for these ids.
     Viewer {
-        /// Viewer id (WMSAuth `id`, empty when the signature had none).
-        viewer: String,
-        /// Session id (empty for WMSAuth).
-        session: String,
+        /// Viewer id (WMSAuth `id`; `None` when the credential names none).
+        viewer: Option<String>,
+        /// Session id (`None` for WMSAuth, which has no sessions).
+        session: Option<String>,
         /// Client address, when the admitting credential was bound to it.
         ip: Option<IpAddr>,
         /// Unix second from which the admitting credential no longer admits: the cap of every
@@ -195,8 +195,8 @@ pub fn admit_playlist(
     if let Some(token) = form::field(query, viewer_token::QUERY_PARAM) {
         let claims = viewer_token::verify(&token, policy.signing_keys, now, playlist, client_ip)?;
         return Ok(Admission::Viewer {
-            viewer: claims.viewer,
-            session: claims.session,
+            viewer: claims.viewer_id().map(str::to_owned),
+            session: claims.session_id().map(str::to_owned),
             ip: claims.ip,
             until: claims.expires_at,
         });
@@ -218,8 +218,8 @@ pub fn admit_playlist(
             },
         )?;
         return Ok(Admission::Viewer {
-            viewer: verified.id.unwrap_or_default(),
-            session: String::new(),
+            viewer: verified.id,
+            session: None,
             ip: if verified.ip_bound { client_ip } else { None },
             // `valid_until` is the last second the signature admits.
             until: verified.valid_until.saturating_add(1),
@@ -347,8 +347,8 @@ fn object_token_query(
         } => {
             let claims = ViewerClaims {
                 reach,
-                viewer: viewer.clone(),
-                session: session.clone(),
+                viewer: viewer.clone().unwrap_or_default(),
+                session: session.clone().unwrap_or_default(),
                 stream: stream.to_string(),
                 expires_at: expires_at.min(*until),
                 ip: *ip,
@@ -565,8 +565,8 @@ mod tests {
         assert_eq!(
             admission,
             Admission::Viewer {
-                viewer: "ID_1".into(),
-                session: "s-42".into(),
+                viewer: Some("ID_1".into()),
+                session: Some("s-42".into()),
                 ip: Some(bound),
                 until: NOW + 600,
             }
@@ -624,8 +624,8 @@ mod tests {
         let keys = keys();
         let policy = policy(&keys, b"", "");
         let admission = Admission::Viewer {
-            viewer: "v".into(),
-            session: "s".into(),
+            viewer: Some("v".into()),
+            session: Some("s".into()),
             ip: None,
             until: NOW + 600,
         };
@@ -775,8 +775,8 @@ mod tests {
 
         // What a playlist mints: the key query opens keys only, the segment query segments only.
         let admission = Admission::Viewer {
-            viewer: "v".into(),
-            session: "s".into(),
+            viewer: Some("v".into()),
+            session: Some("s".into()),
             ip: None,
             until: NOW + 600,
         };
@@ -855,8 +855,8 @@ mod tests {
         assert_eq!(
             admission,
             Admission::Viewer {
-                viewer: String::new(),
-                session: String::new(),
+                viewer: None,
+                session: None,
                 ip: Some(client),
                 until: signed_at + 20 * 60 + 30 + 1,
             }

@@ -228,6 +228,23 @@ pub struct ViewerClaims {
     pub kid: String,
 }
 
+impl ViewerClaims {
+    /// The viewer id, `None` when the token names no viewer (an empty field on the wire).
+    pub fn viewer_id(&self) -> Option<&str> {
+        named(&self.viewer)
+    }
+
+    /// The session id, `None` when the token names no session (an empty field on the wire).
+    pub fn session_id(&self) -> Option<&str> {
+        named(&self.session)
+    }
+}
+
+/// A claim's wire form has no "absent": an empty id names nobody.
+fn named(field: &str) -> Option<&str> {
+    (!field.is_empty()).then_some(field)
+}
+
 /// One named signing secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigningKey {

@@ -80,23 +80,23 @@ async fn serve(request: &Request) -> Result<Reply> {
         return Ok(reply::refused());
     }
     let (viewer_id, session) = match &grant {
-        Grant::Viewer(claims) => (claims.viewer.as_str(), claims.session.as_str()),
-        _ => ("", ""),
+        Grant::Viewer(claims) => (claims.viewer_id(), claims.session_id()),
+        // A seed 000 session names no viewer to charge or audit.
+        Grant::Session { .. } => (None, None),
     };
     let fetch = ppv::KeyFetch {
         stream,
         key_id: *key_id,
         viewer: viewer_id,
         session,
-        ip: viewer::client_ip(request)
-            .await?
-            .map(|ip| ip.to_string())
-            .unwrap_or_default(),
+        ip: viewer::client_ip(request).await?,
         now,
         // HEAD is a safe method (RFC 9110 §9.2.1): it answers what GET would, without debiting.
         debit: request.method() != Method::HEAD,
     };
-    if !viewer_id.is_empty() && ppv::refused_while_handler_down(&ledger, viewer_id, now).await? {
+    if let Some(viewer_id) = viewer_id
+        && ppv::refused_while_handler_down(&ledger, viewer_id, now).await?
+    {
         return Ok(Refusal::SyncUnavailable.reply());
     }
     // The key object first: only a key id the worker wrote may be charged or audited, and the

@@ -12,6 +12,8 @@
 //! paid but later fetches of that key id see "in flight" and get 503 until the key id rotates
 //! (one key period); the reverse order would risk charging twice, which we never do.
 
+use std::net::IpAddr;
+
 use gatecast_core::layout::StreamName;
 use gatecast_core::ppv::{self, AuditEntry, Claim, Price, Refusal, SessionSet};
 use gatecast_core::registry;
@@ -169,12 +171,12 @@ pub struct KeyFetch<'a> {
     /// charged or audited, because the newest charged key id of a stream decides which charge
     /// markers the `ppv-sync` round prunes ([`ppv::prunable_markers`]).
     pub key_id: u64,
-    /// Viewer id from the credential (empty: none).
-    pub viewer: &'a str,
-    /// Session id from the credential (empty: none).
-    pub session: &'a str,
-    /// Client IP (empty: unknown).
-    pub ip: String,
+    /// Viewer id from the credential (`None`: it names no viewer, so nobody can be charged).
+    pub viewer: Option<&'a str>,
+    /// Session id from the credential (`None`: it names no session, so no session cap).
+    pub session: Option<&'a str>,
+    /// Client address, when known.
+    pub ip: Option<IpAddr>,
     /// Request time.
     pub now: u64,
     /// `false` for `HEAD`: decide, write nothing.
@@ -190,18 +192,18 @@ pub async fn admit_key(ledger: &Ledger, fetch: &KeyFetch<'_>) -> Result<Option<R
         .parse()
         .context("key_period_seconds")?;
     let amount = ppv::charge_for_key_period(price, key_period);
-    if fetch.viewer.is_empty() {
+    let Some(viewer) = fetch.viewer else {
         // Nobody to charge or account to.
         return Ok((amount > 0).then_some(Refusal::PaymentRequired));
-    }
-    if fetch.debit && !admit_session(ledger, fetch, key_period).await? {
+    };
+    if fetch.debit && !admit_session(ledger, viewer, fetch, key_period).await? {
         return Ok(Some(Refusal::SessionLimit));
     }
-    let marker = ppv::charged_key(fetch.viewer, fetch.stream, fetch.key_id);
+    let marker = ppv::charged_key(viewer, fetch.stream, fetch.key_id);
     let already = ledger.counter(&marker)?.map(ppv::classify_claim);
     if !fetch.debit {
-        let covered = already == Some(Claim::Paid)
-            || ppv::debit(ledger.balance(fetch.viewer)?, amount).is_some();
+        let covered =
+            already == Some(Claim::Paid) || ppv::debit(ledger.balance(viewer)?, amount).is_some();
         return Ok((!covered).then_some(Refusal::PaymentRequired));
     }
     let claim = match already {
@@ -210,13 +212,13 @@ pub async fn admit_key(ledger: &Ledger, fetch: &KeyFetch<'_>) -> Result<Option<R
     };
     match claim {
         Claim::Charge => {
-            if amount > 0 && !ledger.debit(fetch.viewer, amount)? {
+            if amount > 0 && !ledger.debit(viewer, amount)? {
                 // Refused: the next claimant starts over (and may succeed after a credit).
                 ledger.delete(&marker)?;
                 return Ok(Some(Refusal::PaymentRequired));
             }
             ledger.increment(&marker, ppv::PAID_MARK)?;
-            record_usage(ledger, fetch, key_period).await?;
+            record_usage(ledger, viewer, fetch, key_period).await?;
         }
         Claim::Paid => {}
         Claim::InFlight => {
@@ -225,7 +227,7 @@ pub async fn admit_key(ledger: &Ledger, fetch: &KeyFetch<'_>) -> Result<Option<R
             }
         }
     }
-    record_audit(ledger, fetch)?;
+    record_audit(ledger, viewer, fetch)?;
     Ok(None)
 }
 
@@ -249,19 +251,24 @@ async fn wait_for_charge(ledger: &Ledger, marker: &str) -> Result<bool> {
 /// The concurrent-session cap (`ppv_session_cap`, 0 = off). The set is updated with a
 /// compare-and-swap; the very first write for a viewer is a plain write (Spin), so two
 /// simultaneous first sessions may both be admitted once — never more than that.
-async fn admit_session(ledger: &Ledger, fetch: &KeyFetch<'_>, key_period: u64) -> Result<bool> {
+async fn admit_session(
+    ledger: &Ledger,
+    viewer: &str,
+    fetch: &KeyFetch<'_>,
+    key_period: u64,
+) -> Result<bool> {
     let cap: usize = variable("ppv_session_cap")
         .await?
         .parse()
         .context("ppv_session_cap")?;
-    if cap == 0 || fetch.session.is_empty() {
+    let Some(session) = fetch.session.filter(|_| cap != 0) else {
         return Ok(true);
-    }
+    };
     let mut admitted = true;
-    ledger.update(&ppv::sessions_key(fetch.viewer), &mut |current| {
+    ledger.update(&ppv::sessions_key(viewer), &mut |current| {
         let mut set: SessionSet = current.and_then(SessionSet::decode).unwrap_or_default();
         let before = set.clone();
-        admitted = set.admit(fetch.session, fetch.now, cap, key_period);
+        admitted = set.admit(session, fetch.now, cap, key_period);
         // Write only what changed, so a known session's refetch costs no write.
         (set != before).then(|| set.encode())
     })?;
@@ -270,10 +277,15 @@ async fn admit_session(ledger: &Ledger, fetch: &KeyFetch<'_>, key_period: u64) -
 
 /// Usage of a first fetch of a key id: viewer-seconds, unique viewers, and seconds pending for
 /// the WMSPanel handler (when one is configured).
-async fn record_usage(ledger: &Ledger, fetch: &KeyFetch<'_>, key_period: u64) -> Result<()> {
+async fn record_usage(
+    ledger: &Ledger,
+    viewer: &str,
+    fetch: &KeyFetch<'_>,
+    key_period: u64,
+) -> Result<()> {
     let seconds = i64::try_from(key_period).unwrap_or(i64::MAX);
     ledger.increment(&ppv::usage_seconds_key(fetch.stream), seconds)?;
-    if ledger.increment(&ppv::seen_key(fetch.viewer, fetch.stream), 1)? == 1 {
+    if ledger.increment(&ppv::seen_key(viewer, fetch.stream), 1)? == 1 {
         ledger.increment(&ppv::usage_viewers_key(fetch.stream), 1)?;
     }
     // Pending seconds are only ever read (and subtracted) by a sync with a handler: without
@@ -281,22 +293,24 @@ async fn record_usage(ledger: &Ledger, fetch: &KeyFetch<'_>, key_period: u64) ->
     if variable("ppv_handler_path").await?.is_empty() {
         return Ok(());
     }
-    let ip = if fetch.ip.is_empty() { "-" } else { &fetch.ip };
-    ledger.increment(&ppv::pending_key(fetch.stream, fetch.viewer, ip), seconds)?;
+    let ip = fetch.ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+    ledger.increment(&ppv::pending_key(fetch.stream, viewer, &ip), seconds)?;
     Ok(())
 }
 
 /// Appends who fetched this key id, once per (viewer, session).
-fn record_audit(ledger: &Ledger, fetch: &KeyFetch<'_>) -> Result<()> {
-    let seen = ppv::audit_seen_key(fetch.stream, fetch.key_id, fetch.viewer, fetch.session);
+fn record_audit(ledger: &Ledger, viewer: &str, fetch: &KeyFetch<'_>) -> Result<()> {
+    // The audit row's wire form has no "absent": a token without a session names "".
+    let session = fetch.session.unwrap_or_default();
+    let seen = ppv::audit_seen_key(fetch.stream, fetch.key_id, viewer, session);
     if ledger.get(&seen)?.is_some() || ledger.increment(&seen, 1)? != 1 {
         return Ok(());
     }
     let sequence = ledger.increment(&ppv::audit_count_key(fetch.stream, fetch.key_id), 1)?;
     let entry = AuditEntry {
-        viewer: fetch.viewer.to_owned(),
-        session: fetch.session.to_owned(),
-        ip: fetch.ip.clone(),
+        viewer: viewer.to_owned(),
+        session: session.to_owned(),
+        ip: fetch.ip.map(|ip| ip.to_string()).unwrap_or_default(),
         at: fetch.now,
     };
     ledger.set(

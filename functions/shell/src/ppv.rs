@@ -242,7 +242,8 @@ async fn wait_for_charge(ledger: &Ledger, marker: &str) -> Result<bool> {
         match ledger.counter(marker)?.map(ppv::classify_claim) {
             None => return Ok(false),
             Some(Claim::Paid) => return Ok(true),
-            Some(_) => {}
+            // The claimant has not finished (or a new one took over): poll again.
+            Some(Claim::Charge | Claim::InFlight) => {}
         }
     }
     Err(Outage::new("a concurrent charge did not finish".to_owned()))

@@ -44,6 +44,28 @@ pub struct Handler {
     pub state: Arc<Mutex<HandlerState>>,
 }
 
+/// Starts a stack with 6 s key periods whose edge syncs with `handler` every `interval` seconds,
+/// holding `token` as its `ppv_token` (none when empty); `extra` adds or overrides variables.
+pub async fn stack_syncing_with(
+    handler: &Handler,
+    token: &str,
+    interval: &str,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<TestStack> {
+    let origin = format!("http://{}", handler.addr);
+    let mut variables = vec![
+        ("key_period_seconds", "6"),
+        ("ppv_handler_origin", origin.as_str()),
+        ("ppv_handler_path", "/ppv"),
+        ("ppv_sync_interval_seconds", interval),
+    ];
+    if !token.is_empty() {
+        variables.push(("ppv_token", token));
+    }
+    variables.extend_from_slice(extra);
+    TestStack::start_with(&variables).await
+}
+
 /// `base64(md5(text))` by python3.
 async fn b64_md5(text: &str) -> anyhow::Result<String> {
     python(

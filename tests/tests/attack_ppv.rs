@@ -13,7 +13,7 @@ use anyhow::{Context, ensure};
 use gatecast_dev::stack::{KEY_BUCKET, MEDIA_BUCKET, S3Reader};
 use gatecast_e2e::ppv::{
     Handler, assert_key_decrypts, assert_refused_for, balance, credit, get, key_id, keys_for,
-    paid_broadcast,
+    paid_broadcast, stack_syncing_with,
 };
 use gatecast_e2e::stack::{TestStack, python};
 use gatecast_e2e::viewer;
@@ -123,15 +123,7 @@ async fn never_written_key_ids_are_404_and_cost_nothing() -> anyhow::Result<()> 
 async fn a_forged_key_id_cannot_make_paid_keys_charge_again() -> anyhow::Result<()> {
     // A real handler counts the rounds, so the test knows pruning rounds ran in between.
     let handler = Handler::start(TOKEN).await?;
-    let handler_origin = format!("http://{}", handler.addr);
-    let stack = TestStack::start_with(&[
-        ("key_period_seconds", "6"),
-        ("ppv_handler_origin", &handler_origin),
-        ("ppv_handler_path", "/ppv"),
-        ("ppv_token", TOKEN),
-        ("ppv_sync_interval_seconds", "1"),
-    ])
-    .await?;
+    let stack = stack_syncing_with(&handler, TOKEN, "1", &[]).await?;
     let (mut ffmpeg, keys) = paid_broadcast(&stack, STREAM).await?;
     credit(&stack, "v-pay", 5).await?;
     assert_key_decrypts(&stack, &keys[0]).await?;
@@ -266,14 +258,7 @@ async fn a_handler_without_a_token_is_never_trusted() -> anyhow::Result<()> {
     // This "handler" knows the empty token, as anyone does: it would pass an empty-token check.
     let handler = Handler::start("").await?;
     handler.answer(&["v-pay"], false);
-    let handler_origin = format!("http://{}", handler.addr);
-    let stack = TestStack::start_with(&[
-        ("key_period_seconds", "6"),
-        ("ppv_handler_origin", &handler_origin),
-        ("ppv_handler_path", "/ppv"),
-        ("ppv_sync_interval_seconds", "1"),
-    ])
-    .await?;
+    let stack = stack_syncing_with(&handler, "", "1", &[]).await?;
     let (mut ffmpeg, keys) = paid_broadcast(&stack, STREAM).await?;
     credit(&stack, "v-pay", 5).await?;
     let response = stack.api_post("/api/ppv/sync", None).await?;
@@ -306,15 +291,7 @@ async fn a_handler_without_a_token_is_never_trusted() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_deny_list_is_not_applied() -> anyhow::Result<()> {
     let handler = Handler::start(TOKEN).await?;
-    let handler_origin = format!("http://{}", handler.addr);
-    let stack = TestStack::start_with(&[
-        ("key_period_seconds", "6"),
-        ("ppv_handler_origin", &handler_origin),
-        ("ppv_handler_path", "/ppv"),
-        ("ppv_token", TOKEN),
-        ("ppv_sync_interval_seconds", "1"),
-    ])
-    .await?;
+    let stack = stack_syncing_with(&handler, TOKEN, "1", &[]).await?;
     let (mut ffmpeg, keys) = paid_broadcast(&stack, STREAM).await?;
     credit(&stack, "v-pay", 5).await?;
     assert_key_decrypts(&stack, &keys[0]).await?;

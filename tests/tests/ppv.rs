@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use gatecast_e2e::ppv::{
     Handler, assert_key_decrypts, assert_refused_for, balance, credit, get, key_id, keys_for,
-    paid_broadcast, players,
+    paid_broadcast, players, stack_syncing_with,
 };
 use gatecast_e2e::stack::TestStack;
 use gatecast_e2e::viewer;
@@ -162,16 +162,12 @@ async fn pay_per_view_charges_once_caps_sessions_and_audits() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wmspanel_handler_denies_lifts_and_fails_closed() -> anyhow::Result<()> {
     let handler = Handler::start(TOKEN).await?;
-    let handler_origin = format!("http://{}", handler.addr);
-    let stack = TestStack::start_with(&[
-        ("key_period_seconds", "6"),
-        ("ppv_handler_origin", &handler_origin),
-        ("ppv_handler_path", "/ppv"),
-        ("ppv_token", TOKEN),
-        ("ppv_server_id", "edge-e2e"),
-        ("ppv_sync_interval_seconds", "2"),
-        ("ppv_fail_open", "false"),
-    ])
+    let stack = stack_syncing_with(
+        &handler,
+        TOKEN,
+        "2",
+        &[("ppv_server_id", "edge-e2e"), ("ppv_fail_open", "false")],
+    )
     .await?;
     let (mut ffmpeg, _) = paid_broadcast(&stack, STREAM).await?;
     // The forced sync needs the API token; the chained entry is not reachable from outside.

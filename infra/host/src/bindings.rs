@@ -20,7 +20,7 @@ pub(crate) mod generated {
         with: {
             "spin:key-value/key-value.store": crate::kv::KvStore,
             "wasi:keyvalue/store.bucket": crate::kv::KvStore,
-            "wasi:keyvalue/atomics.cas": crate::wasi_keyvalue::Cas,
+            "wasi:keyvalue/atomics.cas": crate::kv::Cas,
         },
     });
 }
@@ -43,14 +43,14 @@ impl HasData for SpinInterfaces {
     type Data<'a> = SpinView<'a>;
 }
 
-/// Adds the Spin interfaces to `linker`; `getter` projects the store data onto a [`SpinView`].
+/// Adds `spin:key-value` and `spin:variables` to `linker`; `getter` projects the store data
+/// onto a [`SpinView`]. (`wasi:keyvalue` is added by `crate::wasi_keyvalue`.)
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     getter: fn(&mut T) -> SpinView<'_>,
 ) -> wasmtime::Result<()> {
     kv_wit::add_to_linker::<T, SpinInterfaces>(linker, getter)?;
     vars_wit::add_to_linker::<T, SpinInterfaces>(linker, getter)?;
-    crate::wasi_keyvalue::add_to_linker(linker, getter)?;
     Ok(())
 }
 

@@ -2,9 +2,10 @@
 
 use crate::allowed_hosts::{self, AllowedHosts};
 use crate::bindings::{self, SpinView};
+use crate::chain::ServiceChain;
 use crate::context::ComponentContext;
-use crate::host::ServiceChain;
 use crate::outbound::{OutboundClient, Sent};
+use crate::wasi_keyvalue;
 use std::sync::Arc;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
@@ -143,5 +144,6 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<InstanceState>>
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     bindings::add_to_linker(&mut linker, InstanceState::spin_view)?;
+    wasi_keyvalue::add_to_linker(&mut linker, InstanceState::spin_view)?;
     Ok(linker)
 }

@@ -246,6 +246,16 @@ impl KvStore {
     }
 }
 
+/// A `wasi:keyvalue` compare-and-swap handle: the key and the value `current` last observed.
+/// Opaque: only the host's `wasi:keyvalue/atomics` makes and reads one (public because the
+/// generated bindings name it).
+pub struct Cas {
+    pub(crate) store: KvStore,
+    pub(crate) key: String,
+    /// `None` until `current` is called, then what it read (`Some(None)`: absent).
+    pub(crate) observed: Option<Option<Vec<u8>>>,
+}
+
 /// The stores of one application, opened lazily and kept open for the host's lifetime.
 #[derive(Debug)]
 pub struct KvStores {

@@ -14,10 +14,27 @@
 //! gatecast_host::serve(host, listener, std::future::pending()).await
 //! # }
 //! ```
+//!
+//! Layout, from the listener inwards (no module imports one that imports it back):
+//!
+//! - [`serve`] (`server.rs`): the HTTP/1 listener; [`Host`] (`host.rs`): loads an app from a
+//!   [`HostConfig`] (`config.rs`).
+//! - `dispatch.rs`: routes a request to its component and rewrites it as Spin does (`spin-*`
+//!   headers); `chain.rs`: local service chaining back into the app; `body.rs`: [`HostBody`].
+//! - `engine.rs`: the process-wide wasmtime engine, epoch ticker and compile cache;
+//!   `reuse.rs`: instance pools with Spin's limits; `instance.rs`: one instance's store and
+//!   linker; `outbound.rs`: outbound HTTP, policed by [`allowed_hosts`].
+//! - The Spin interfaces: `bindings.rs`, [`kv`], `wasi_keyvalue.rs`, [`variables`], with
+//!   `context.rs` (a component's permissions), [`manifest`] and [`routing`].
 
 pub mod allowed_hosts;
 mod bindings;
+mod body;
+mod chain;
+mod config;
 mod context;
+mod dispatch;
+mod engine;
 mod host;
 mod instance;
 pub mod kv;
@@ -29,6 +46,8 @@ mod server;
 pub mod variables;
 mod wasi_keyvalue;
 
-pub use host::{BodyError, Host, HostBody, HostConfig};
+pub use body::{BodyError, HostBody};
+pub use config::HostConfig;
+pub use host::Host;
 pub use reuse::ReusePolicy;
 pub use server::serve;

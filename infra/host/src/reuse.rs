@@ -12,8 +12,9 @@
 //! The trade-off Spin documents holds here too: a trap (or a timeout, which traps through the
 //! epoch deadline) ends every request in flight on that instance with a 500, never the host.
 
+use crate::chain::ServiceChain;
 use crate::context::ComponentContext;
-use crate::host::ServiceChain;
+use crate::engine::EPOCH_TICK;
 use crate::instance::InstanceState;
 use crate::outbound::OutboundClient;
 use std::pin::Pin;
@@ -27,9 +28,6 @@ use wasmtime_wasi_http::handler::{
     HandlerState, Instance, Proxy, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
 use wasmtime_wasi_http::p3::bindings::ServicePre;
-
-/// How often the engine's epoch ticks (see `host.rs`); deadlines are counted in these ticks.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// How many requests an instance serves, and for how long it may sit idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,16 +9,8 @@
 
 use crate::bindings::generated::wasi::keyvalue::{atomics, store};
 use crate::bindings::{SpinInterfaces, SpinView};
-use crate::kv::{AtomicError, KvStore};
+use crate::kv::{AtomicError, Cas, KvStore};
 use wasmtime::component::{Linker, Resource};
-
-/// A compare-and-swap handle: the key and the value `current` last observed.
-pub struct Cas {
-    store: KvStore,
-    key: String,
-    /// `None` until `current` is called, then what it read (`Some(None)`: absent).
-    observed: Option<Option<Vec<u8>>>,
-}
 
 /// Adds both interfaces to `linker`.
 pub(crate) fn add_to_linker<T: Send + 'static>(

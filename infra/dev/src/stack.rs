@@ -186,7 +186,6 @@ impl Stack {
         let mut host_config = gatecast_host::HostConfig::new(&config.manifest);
         host_config.data_dir = config.data_dir.join("host");
         host_config.target_dir = config.target_dir.clone();
-        host_config.env_variables = false;
         host_config.variables = app_variables(&config, &secrets, &readers, s3_addr);
         let host = gatecast_host::Host::load(&host_config).context("cannot load the Spin app")?;
         let host_task = tokio::spawn(gatecast_host::serve(

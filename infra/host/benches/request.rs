@@ -40,7 +40,6 @@ fn requests(c: &mut Criterion) {
     .unwrap();
     let mut config = HostConfig::new(&manifest);
     config.data_dir = dir.path().join("data");
-    config.env_variables = false;
     config.variables = BTreeMap::new();
     let host = Host::load(&config).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -18,8 +18,11 @@ pub struct HostConfig {
     /// Application variable values that win over `SPIN_VARIABLE_*` and defaults
     /// (like `spin up --variable name=value`).
     pub variables: BTreeMap<String, String>,
-    /// Read `SPIN_VARIABLE_<NAME>` from the process environment (Spin's env provider).
-    pub env_variables: bool,
+    /// Spin's environment provider: `SPIN_VARIABLE_<NAME>` → value, as the process
+    /// environment holds them ([`crate::variables::ENV_PREFIX`]). The library never reads the
+    /// environment itself: the binary passes its own in, an embedder (the dev stack, a test)
+    /// leaves it empty so a stray variable of the shell cannot change the app it runs.
+    pub env_variables: BTreeMap<String, String>,
     /// Wall-clock and CPU (epoch) limit for one request, including streaming its body.
     pub request_timeout: Duration,
     /// Maximum size of each linear memory of an instance.
@@ -29,7 +32,8 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
-    /// Defaults for `manifest`: data in `.gatecast` beside it, 30 s and 256 MiB per request.
+    /// Defaults for `manifest`: data in `.gatecast` beside it, 30 s and 256 MiB per request,
+    /// no environment variables.
     pub fn new(manifest: impl Into<PathBuf>) -> Self {
         let manifest = manifest.into();
         let data_dir = manifest
@@ -41,7 +45,7 @@ impl HostConfig {
             data_dir,
             target_dir: None,
             variables: BTreeMap::new(),
-            env_variables: true,
+            env_variables: BTreeMap::new(),
             request_timeout: Duration::from_secs(30),
             max_memory_bytes: 256 * 1024 * 1024,
             reuse: ReusePolicy::default(),

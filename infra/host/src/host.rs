@@ -131,10 +131,7 @@ impl Host {
     pub fn load(config: &HostConfig) -> anyhow::Result<Self> {
         let manifest = Manifest::load(&config.manifest)?;
         let variables = Variables::resolve(&manifest, &config.variables, |key| {
-            config
-                .env_variables
-                .then(|| std::env::var(key).ok())
-                .flatten()
+            config.env_variables.get(key).cloned()
         })?;
         let router = Router::build(&manifest.http_triggers)?;
         let kv = Arc::new(KvStores::new(config.data_dir.join("kv"))?);

@@ -18,7 +18,7 @@
 //! Layout, from the listener inwards (no module imports one that imports it back):
 //!
 //! - [`serve`] (`server.rs`): the HTTP/1 listener; [`Host`] (`host.rs`): loads an app from a
-//!   [`HostConfig`] (`config.rs`).
+//!   [`HostConfig`] (`config.rs`; the binary, `main.rs`, is the only reader of the environment).
 //! - `dispatch.rs`: routes a request to its component and rewrites it as Spin does (`spin-*`
 //!   headers); `chain.rs`: local service chaining back into the app; `body.rs`: [`HostBody`].
 //! - `engine.rs`: the process-wide wasmtime engine, epoch ticker and compile cache;

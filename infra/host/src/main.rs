@@ -1,6 +1,7 @@
 //! `gatecast-host`: serve a Spin app (manifest v2) on wasmtime, like `spin up`.
 
 use clap::Parser;
+use gatecast_host::variables::ENV_PREFIX;
 use gatecast_host::{Host, HostConfig, ReusePolicy};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -51,6 +52,15 @@ fn parse_variable(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| "expected name=value".to_owned())
 }
 
+/// Spin's environment provider: this process's `SPIN_VARIABLE_<NAME>` entries (one whose name
+/// or value is not UTF-8 is skipped, as `std::env::var` would).
+fn spin_variable_env() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -66,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
     }
     config.target_dir = args.target_dir;
     config.variables = args.variables.into_iter().collect::<BTreeMap<_, _>>();
+    config.env_variables = spin_variable_env();
     config.request_timeout = Duration::from_millis(args.request_timeout_ms);
     config.max_memory_bytes = args.max_memory_mib.saturating_mul(1024 * 1024);
     config.reuse = ReusePolicy {

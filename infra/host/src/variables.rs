@@ -10,6 +10,9 @@
 use crate::manifest::Manifest;
 use std::collections::{BTreeMap, HashMap};
 
+/// Spin's environment provider reads application variable `name` from `SPIN_VARIABLE_<NAME>`.
+pub const ENV_PREFIX: &str = "SPIN_VARIABLE_";
+
 /// A variable lookup or template failure; variants mirror `spin:variables` errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VariableError {
@@ -130,7 +133,7 @@ impl Variables {
             let value = overrides
                 .get(name)
                 .cloned()
-                .or_else(|| env(&format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())))
+                .or_else(|| env(&format!("{ENV_PREFIX}{}", name.to_ascii_uppercase())))
                 .or_else(|| decl.default.clone())
                 .ok_or_else(|| VariableError::MissingRequired(name.clone()))?;
             app_values.insert(name.clone(), value);

@@ -79,7 +79,6 @@ fn write_manifest(dir: &Path, text: &str) -> PathBuf {
 fn config(dir: &Path, manifest: &str, upstream: Option<SocketAddr>) -> HostConfig {
     let mut config = HostConfig::new(write_manifest(dir, manifest));
     config.data_dir = dir.join("data");
-    config.env_variables = false;
     config.variables = BTreeMap::from([("region".to_owned(), "eu-west".to_owned())]);
     if let Some(upstream) = upstream {
         config

@@ -215,6 +215,23 @@ async fn variables_resolve_templates_and_report_spin_errors() {
     assert_eq!(body, r#"undefined: no variable for "limited"."message""#);
 }
 
+/// Spin's provider order when the embedder passes the environment in (the library reads none):
+/// `--variable` values win over `SPIN_VARIABLE_<NAME>`, which wins over the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_values_come_from_the_config_behind_explicit_ones() {
+    let app = app_with(None, |config| {
+        config.env_variables = BTreeMap::from([
+            ("SPIN_VARIABLE_GREETING".to_owned(), "hi".to_owned()),
+            ("SPIN_VARIABLE_REGION".to_owned(), "from-env".to_owned()),
+        ]);
+    })
+    .await;
+    assert_eq!(
+        get(app.addr, "/var/message").await,
+        (200, "hi from eu-west".to_owned())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_value_crud_access_rules_and_persistence() {
     let app = app().await;

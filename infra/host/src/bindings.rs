@@ -44,7 +44,7 @@ impl HasData for SpinInterfaces {
 }
 
 /// Adds `spin:key-value` and `spin:variables` to `linker`; `getter` projects the store data
-/// onto a [`SpinView`]. (`wasi:keyvalue` is added by `crate::wasi_keyvalue`.)
+/// onto a [`SpinView`]. (`wasi_keyvalue.rs` adds `wasi:keyvalue` beside them.)
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     getter: fn(&mut T) -> SpinView<'_>,

@@ -2,9 +2,10 @@
 //!
 //! Production runs on Spin 4.1+; this host exists because the Spin CLI cannot be installed on
 //! the development and CI machines. It implements what gatecast's components import, with
-//! Spin's semantics: `wasi:http@0.3` service components (instances reused across requests with Spin's limits), Spin's
-//! routing and `spin-*` headers, `spin:key-value@3.0.0` on SQLite, `spin:variables@3.0.0` with
-//! Spin's template and provider rules, and `allowed_outbound_hosts` enforcement on outbound HTTP.
+//! Spin's semantics: `wasi:http@0.3` service components (instances reused across requests with
+//! Spin's limits), Spin's routing and `spin-*` headers, `spin:key-value@3.0.0` on SQLite,
+//! `spin:variables@3.0.0` with Spin's template and provider rules, and `allowed_outbound_hosts`
+//! enforcement on outbound HTTP.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {

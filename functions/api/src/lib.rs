@@ -6,6 +6,7 @@
 //! variable failure answers 503 with `Retry-After`, never a trap.
 
 use gatecast_core::api::{self, ApiError, ApiRoute, ChannelKeyResponse};
+use gatecast_core::hook;
 use gatecast_core::layout::StreamName;
 use gatecast_core::ppv::{self as core_ppv, Price};
 use gatecast_core::registry::{
@@ -176,7 +177,7 @@ async fn create_channel(name: &StreamName) -> Result<Reply> {
         return Ok(reply::status(StatusCode::CONFLICT));
     }
     let stream_key = fresh_stream_key();
-    let digest = registry::stream_key_digest(&stream_key);
+    let digest = hook::stream_key_digest(&stream_key);
     store
         .set(registry::stream_key_index(&digest), name.as_str())
         .await
@@ -201,7 +202,7 @@ async fn rotate_key(name: &StreamName) -> Result<Reply> {
     let stream_key = fresh_stream_key();
     let old_digest = std::mem::replace(
         &mut channel.key_sha256,
-        registry::stream_key_digest(&stream_key),
+        hook::stream_key_digest(&stream_key),
     );
     store
         .set(
@@ -251,7 +252,7 @@ async fn mark(key: &str, since: Option<u64>) -> Result<Reply> {
 /// a leaked key ends the broadcast running with it at its next update.
 async fn on_publish(body: &[u8], now: u64) -> Result<Reply> {
     let form = std::str::from_utf8(body).unwrap_or_default();
-    let update = registry::is_update_call(form);
+    let update = hook::is_update_call(form);
     let channel = channel_of_hook(body).await?;
     let PublishDecision::Rename(name) = registry::decide_publish(channel.as_ref()) else {
         return Ok(reply::status(StatusCode::FORBIDDEN));
@@ -317,7 +318,7 @@ fn apply_lease(name: &StreamName, form: &str, action: LeaseAction, now: u64) -> 
     let ledger = Ledger::open()?;
     let key = registry::publish_lease_key(name);
     ledger.increment(&key, 0)?;
-    let (holder, seconds) = (registry::lease_holder(form), registry::lease_seconds(form));
+    let (holder, seconds) = (hook::lease_holder(form), hook::lease_seconds(form));
     ledger.update(&key, &mut |current| {
         registry::next_lease(current, holder, action, now, seconds).map(Vec::from)
     })
@@ -326,14 +327,11 @@ fn apply_lease(name: &StreamName, form: &str, action: LeaseAction, now: u64) -> 
 /// The channel whose current stream key an nginx-rtmp callback presents, found by the key's
 /// digest ([`ChannelRecord::is_keyed_by`]: a rotated-away key names none).
 async fn channel_of_hook(body: &[u8]) -> Result<Option<ChannelRecord>> {
-    let Some(stream_key) = std::str::from_utf8(body)
-        .ok()
-        .and_then(api::hook_stream_key)
-    else {
+    let Some(stream_key) = std::str::from_utf8(body).ok().and_then(hook::stream_key) else {
         return Ok(None);
     };
     let store = channels().await?;
-    let index = registry::stream_key_index(&registry::stream_key_digest(&stream_key));
+    let index = registry::stream_key_index(&hook::stream_key_digest(&stream_key));
     let Some(name) = store
         .get(index)
         .await

@@ -46,8 +46,6 @@ pub const DEFAULT_SIGN_TTL_SECONDS: u64 = 4 * 3600;
 pub const MAX_SIGN_TTL_SECONDS: u64 = 7 * 24 * 3600;
 /// Query parameter carrying the hook secret on nginx-rtmp callback URLs.
 pub const HOOK_SECRET_PARAM: &str = "secret";
-/// Form field of the nginx-rtmp callback body that holds the stream name (= secret stream key).
-pub const HOOK_NAME_FIELD: &str = "name";
 
 /// Why an API request was refused. Each variant maps to one status in [`ApiError::status`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -194,11 +192,6 @@ pub fn hook_secret_matches(query: &str, hook_secret: &str) -> bool {
         form::field(query, HOOK_SECRET_PARAM).as_deref(),
         hook_secret,
     )
-}
-
-/// The secret stream key an nginx-rtmp callback body presents (`name=`), if any.
-pub fn hook_stream_key(body: &str) -> Option<String> {
-    form::field(body, HOOK_NAME_FIELD).filter(|key| !key.is_empty())
 }
 
 fn secret_matches(presented: Option<&str>, configured: &str) -> bool {
@@ -560,17 +553,11 @@ mod tests {
     }
 
     #[test]
-    fn hook_secret_and_stream_key_come_from_the_callback() {
+    fn hook_secret_comes_from_the_callback_url() {
         assert!(hook_secret_matches("secret=h%2Bk", "h+k"));
         assert!(!hook_secret_matches("secret=h+k", "h+k"));
         assert!(!hook_secret_matches("other=h", "h"));
         assert!(!hook_secret_matches("secret=", ""));
-        assert_eq!(
-            hook_stream_key("call=publish&name=J42ninLbjl2E2V8ePqy7&type=live").as_deref(),
-            Some("J42ninLbjl2E2V8ePqy7")
-        );
-        assert_eq!(hook_stream_key("call=publish&name=&type=live"), None);
-        assert_eq!(hook_stream_key("call=publish"), None);
     }
 
     #[test]

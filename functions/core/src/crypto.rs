@@ -4,6 +4,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest, Md5};
 use sha1::Sha1;
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 /// HMAC-SHA1 over the concatenation of `parts`, so callers never build a temporary string.
@@ -30,4 +31,18 @@ pub(crate) fn md5(parts: &[&[u8]]) -> [u8; 16] {
 /// length is public (a digest size or the length of a well-formed token).
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
+}
+
+/// Lowercase hex of SHA-256 over the concatenation of `parts`: how stream keys and session
+/// cookies become KV keys, and how a hook's publish is tagged.
+pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

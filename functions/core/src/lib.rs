@@ -18,7 +18,9 @@
 //! - [`client_addr`]: who the client is — Spin's own `spin-client-addr`, or a trusted proxy's
 //!   forwarding header (`trusted_proxies`).
 //! - [`api`]: the `api` component's routes, its authentication and the `/api/sign` rule.
-//! - [`form`]: query string, form body and `Cookie` header decoding.
+//! - [`form`]: query string, form body and `Cookie` header decoding, and the form encoder.
+//! - [`hook`]: the nginx-rtmp publish hook contract: the form the ingest worker posts, what the
+//!   api reads from it, and the stream key digest both sides use.
 //! - [`registry`]: the channel registry and viewer sanctions in KV, and the publish decision.
 //! - [`reply`]: every HTTP response the edge functions send (status, CORS, caching headers).
 //! - [`storage`]: presigned SigV4 `GET`s against S3-compatible storage and their outcomes.
@@ -33,6 +35,7 @@ pub mod api;
 pub mod client_addr;
 mod crypto;
 pub mod form;
+pub mod hook;
 pub mod layout;
 pub mod ppv;
 pub mod registry;

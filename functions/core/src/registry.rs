@@ -21,7 +21,7 @@
 //! takes it, nginx-rtmp's periodic `on_update` (`call=update_publish`, sent to the on_publish
 //! URL) renews it, `on_publish_done` releases it, and a publish or update for a name whose
 //! lease another publisher holds unexpired is refused. A worker that crashes sends neither
-//! updates nor `publish_done`, so its lease lapses [`LEASE_INTERVALS`] update intervals after
+//! updates nor `publish_done`, so its lease lapses [`LEASE_INTERVALS`](crate::hook::LEASE_INTERVALS) update intervals after
 //! its last renewal and the channel is free again.
 //!
 //! The lease lives in the `viewers` store because that is the store the components reach
@@ -35,12 +35,12 @@
 //! ever compared (a 32-character random key has 192 bits of entropy; a fast hash is enough).
 //! Session cookies are hashed for the same reason before they become part of a KV key.
 
+use crate::crypto::sha256_hex;
+use crate::hook::stream_key_digest;
+use crate::layout::StreamName;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
-
-use crate::layout::StreamName;
 
 /// Label of the store holding channels and stream-key digests.
 pub const CHANNELS_STORE: &str = "channels";
@@ -112,7 +112,7 @@ impl StreamStatus {
     /// The status of `name` at `now`, from [`live_since_key`] (`live_since`) and the channel's
     /// publish lease. Live means a broadcast started *and* its lease is unexpired: a worker that
     /// crashed sends no `on_publish_done`, so its `live-since` stays behind; once its lease lapses
-    /// (no `on_update` for [`LEASE_INTERVALS`] intervals) any other publisher may take the
+    /// (no `on_update` for [`LEASE_INTERVALS`](crate::hook::LEASE_INTERVALS) intervals) any other publisher may take the
     /// channel, so it is offline.
     pub fn at(name: &StreamName, live_since: Option<u64>, lease: PublishLease, now: u64) -> Self {
         let since = live_since.filter(|_| now < u64::from(lease.until));
@@ -153,21 +153,6 @@ pub fn decide_publish(channel: Option<&ChannelRecord>) -> PublishDecision {
     }
 }
 
-/// Form field in which a gatecast ingest worker names one publish (random hex, the same in
-/// every callback of that publish). nginx-rtmp does not send it; see [`lease_holder`].
-pub const HOOK_LEASE_FIELD: &str = "lease";
-/// Form field in which a gatecast ingest worker states its update interval in seconds.
-pub const HOOK_UPDATE_INTERVAL_FIELD: &str = "update_interval";
-/// The `call` of nginx-rtmp's periodic `on_update` callback for a publisher.
-pub const UPDATE_PUBLISH_CALL: &str = "update_publish";
-/// nginx-rtmp's default `notify_update_timeout`, assumed when a callback states no interval.
-pub const DEFAULT_UPDATE_INTERVAL_SECS: u64 = 30;
-/// A lease lapses this many update intervals after its last renewal: one late or lost update
-/// must not hand a live channel to someone else, a crashed worker must not hold it for long.
-pub const LEASE_INTERVALS: u64 = 3;
-/// Longest update interval honoured (an hour), so a bogus field cannot lock a channel for days.
-const MAX_UPDATE_INTERVAL_SECS: u64 = 3600;
-
 /// What a hook does to a channel's [`PublishLease`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseAction {
@@ -182,7 +167,7 @@ pub enum LeaseAction {
 /// (as 0: free) before the first compare-and-swap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishLease {
-    /// [`lease_holder`] of the publish holding the lease.
+    /// [`lease_holder`](crate::hook::lease_holder) of the publish holding the lease.
     pub holder: u32,
     /// Unix second from which the lease no longer holds (0: free).
     pub until: u32,
@@ -213,7 +198,7 @@ impl PublishLease {
 
 /// The lease to store after `holder`'s `action` at `now`, or `None` when another publisher's
 /// unexpired lease stands (the publish or update is refused; a release changes nothing).
-/// `lease_seconds` is how long an acquired lease lasts ([`lease_seconds`]).
+/// `lease_seconds` is how long an acquired lease lasts ([`lease_seconds`](crate::hook::lease_seconds)).
 pub fn next_lease(
     current: Option<&[u8]>,
     holder: u32,
@@ -237,59 +222,10 @@ pub fn next_lease(
     Some(lease.encode())
 }
 
-/// Which publish an nginx-rtmp callback body speaks for, as a 32-bit tag: the worker's
-/// [`HOOK_LEASE_FIELD`] when present, else (plain nginx-rtmp) the client address, nginx's
-/// connection id and `tcurl`, which stay the same in every callback of one publish.
-pub fn lease_holder(body: &str) -> u32 {
-    let field = |name| crate::form::field(body, name).unwrap_or_default();
-    let lease = field(HOOK_LEASE_FIELD);
-    let digest = if lease.is_empty() {
-        let (addr, clientid, tcurl) = (field("addr"), field("clientid"), field("tcurl"));
-        hex_sha256(&[
-            addr.as_bytes(),
-            b" ",
-            clientid.as_bytes(),
-            b" ",
-            tcurl.as_bytes(),
-        ])
-    } else {
-        hex_sha256(&[lease.as_bytes()])
-    };
-    // Reuses the hex digest already needed for stream keys: its first 8 digits are 32 bits.
-    digest
-        .get(..8)
-        .and_then(|prefix| u32::from_str_radix(prefix, 16).ok())
-        .unwrap_or_default()
-}
-
-/// How long a lease taken or renewed by this callback lasts: [`LEASE_INTERVALS`] times the
-/// update interval the worker states ([`DEFAULT_UPDATE_INTERVAL_SECS`] when it states none),
-/// the interval capped at an hour.
-pub fn lease_seconds(body: &str) -> u64 {
-    let interval = crate::form::field(body, HOOK_UPDATE_INTERVAL_FIELD)
-        .and_then(|value| value.parse::<u32>().ok())
-        .map(u64::from)
-        .filter(|seconds| *seconds > 0)
-        .map_or(DEFAULT_UPDATE_INTERVAL_SECS, |seconds| {
-            seconds.min(MAX_UPDATE_INTERVAL_SECS)
-        });
-    interval * LEASE_INTERVALS
-}
-
-/// Whether an nginx-rtmp callback body is the periodic `on_update` of a publisher.
-pub fn is_update_call(body: &str) -> bool {
-    crate::form::field(body, "call").as_deref() == Some(UPDATE_PUBLISH_CALL)
-}
-
 /// A fresh stream key from `random` bytes (the caller's CSPRNG): 32 URL-safe characters, so it
 /// fits an RTMP URL path without escaping.
 pub fn new_stream_key(random: &[u8; STREAM_KEY_RANDOM_BYTES]) -> String {
     URL_SAFE_NO_PAD.encode(random)
-}
-
-/// SHA-256 hex of a stream key: the only form in which a key is stored.
-pub fn stream_key_digest(stream_key: &str) -> String {
-    hex_sha256(&[stream_key.as_bytes()])
 }
 
 /// `channel:<name>` in [`CHANNELS_STORE`].
@@ -338,7 +274,7 @@ pub fn banned_stream_key(name: &StreamName) -> String {
 /// `ppv-sync` round delete every past period's rows ([`is_stale_authorization_key`]) without
 /// reading them. Rows therefore exist only for sessions the site accepted in the last period.
 pub fn authorization_key(session_cookie: &str, stream: &StreamName, now: u64) -> String {
-    let digest = hex_sha256(&[session_cookie.as_bytes(), b" ", stream.as_str().as_bytes()]);
+    let digest = sha256_hex(&[session_cookie.as_bytes(), b" ", stream.as_str().as_bytes()]);
     let period = now / AUTHORIZATION_PERIOD_SECONDS;
     format!("{AUTHORIZATION_PREFIX}{period}:{digest}")
 }
@@ -360,18 +296,6 @@ pub fn validate_id(id: &str) -> Result<&str, RegistryError> {
         return Err(RegistryError::InvalidId);
     }
     Ok(id)
-}
-
-fn hex_sha256(parts: &[&[u8]]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update(part);
-    }
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
 }
 
 #[cfg(test)]
@@ -550,35 +474,6 @@ mod tests {
             next_lease(Some(&lapsed), second, LeaseAction::Release, 1_151, 90).expect("holder");
         assert_eq!(released, [0; 8]);
         assert!(next_lease(Some(&released), first, LeaseAction::Acquire, 1_152, 90).is_some());
-    }
-
-    /// Holder tags from python3: `int(hashlib.sha256(s).hexdigest()[:8], 16)` for `b"9f2c"` and
-    /// `b"203.0.113.5 17 rtmp://ingest/live"`.
-    #[test]
-    fn holders_come_from_the_worker_lease_or_nginx_fields() {
-        assert_eq!(
-            lease_holder("call=publish&lease=9f2c&addr=192.0.2.1&name=k"),
-            lease_holder("call=update_publish&time=30&lease=9f2c&addr=192.0.2.9")
-        );
-        assert_eq!(lease_holder("lease=9f2c"), 0x745C_056D);
-        let nginx = "app=live&tcurl=rtmp%3A%2F%2Fingest%2Flive&addr=203.0.113.5&clientid=17\
-                     &call=publish&name=k";
-        assert_eq!(lease_holder(nginx), 0x77F4_BD87);
-        assert_ne!(
-            lease_holder(nginx),
-            lease_holder("addr=203.0.113.5&clientid=18")
-        );
-    }
-
-    #[test]
-    fn lease_length_follows_the_stated_update_interval() {
-        assert_eq!(lease_seconds("call=publish"), 90);
-        assert_eq!(lease_seconds("update_interval=2"), 6);
-        assert_eq!(lease_seconds("update_interval=0"), 90);
-        assert_eq!(lease_seconds("update_interval=x"), 90);
-        assert_eq!(lease_seconds("update_interval=99999999"), 3 * 3600);
-        assert!(is_update_call("app=live&call=update_publish&time=30"));
-        assert!(!is_update_call("call=publish"));
     }
 
     /// By hand: 1_700_000_000 / 60 = 28_333_333, the period 1_699_999_980..=1_700_000_039.

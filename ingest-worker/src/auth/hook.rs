@@ -6,15 +6,14 @@
 //! nginx-rtmp's heartbeat of a live publish (`call=update_publish`, plus `time` and
 //! `timestamp`); its answer decides whether the publisher may go on ([`update_keeps_publishing`]).
 //!
-//! Two fields nginx-rtmp does not send are added to every call, before the publisher's own URL
-//! arguments (a receiver reading the first occurrence cannot be fooled by the publisher):
-//! `lease`, a random id of this publish, the same in all its calls, and `update_interval`, the
-//! seconds between `on_update` calls when they are configured. The edge api uses both to keep a
-//! channel to one publisher across workers with a lease that lapses if a worker dies.
+//! The form itself (nginx-rtmp's fields plus gatecast's `lease` and `update_interval`) is
+//! [`gatecast_core::hook`]'s, shared with the edge api that reads it (docs/PROTOCOLS.md §1);
+//! this module only sends it and reads the answers.
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use gatecast_core::hook::{Call, HookForm};
 use http::{Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -187,7 +186,7 @@ impl HookClient {
         let Some(url) = &self.on_publish else {
             return HookVerdict::Refused(StatusCode::FORBIDDEN);
         };
-        let response = match self.post(url, self.form("publish", request, &[])).await {
+        let response = match self.post(url, self.form(Call::Publish, request)).await {
             Some(response) => response,
             None => return HookVerdict::Unavailable,
         };
@@ -211,10 +210,7 @@ impl HookClient {
     /// nginx-rtmp; failures are only logged.
     pub async fn on_publish_done(&self, request: &PublishRequest) {
         if let Some(url) = &self.on_publish_done {
-            match self
-                .post(url, self.form("publish_done", request, &[]))
-                .await
-            {
+            match self.post(url, self.form(Call::PublishDone, request)).await {
                 Some(response) => {
                     tracing::debug!(status = %response.status(), "on_publish_done answered")
                 }
@@ -234,12 +230,11 @@ impl HookClient {
         let Some(update) = &self.on_update else {
             return true;
         };
-        let (time, timestamp) = (elapsed.as_secs().to_string(), timestamp_ms.to_string());
-        let body = self.form(
-            "update_publish",
-            request,
-            &[("time", &time), ("timestamp", &timestamp)],
-        );
+        let call = Call::UpdatePublish {
+            time_secs: elapsed.as_secs(),
+            timestamp_ms,
+        };
+        let body = self.form(call, request);
         let status = self
             .post(&update.url, body)
             .await
@@ -252,16 +247,11 @@ impl HookClient {
     }
 
     /// [`form_body`] with this worker's `update_interval` when the heartbeat is configured.
-    fn form(&self, call: &str, request: &PublishRequest, extra: &[(&str, &str)]) -> String {
+    fn form(&self, call: Call, request: &PublishRequest) -> String {
         let interval = self
             .update_interval()
-            .map(|interval| interval.as_secs().max(1).to_string());
-        let mut fields = Vec::with_capacity(extra.len() + 1);
-        if let Some(interval) = &interval {
-            fields.push(("update_interval", interval.as_str()));
-        }
-        fields.extend_from_slice(extra);
-        form_body(call, request, &fields)
+            .map(|interval| interval.as_secs().max(1));
+        form_body(call, request, interval)
     }
 
     async fn post(&self, url: &HookUrl, body: String) -> Option<http::Response<()>> {
@@ -304,31 +294,25 @@ pub fn update_keeps_publishing(status: Option<StatusCode>, strict: bool) -> bool
     }
 }
 
-/// The form nginx-rtmp posts: its fixed fields, the gatecast `lease`, then `extra` (the
-/// call's own fields), then every query argument the publisher put on its RTMP URL. `name` is
-/// always the ORIGINAL stream name (the secret key), also for `publish_done` after a rename, so
-/// the site can match the calls.
-pub fn form_body(call: &str, request: &PublishRequest, extra: &[(&str, &str)]) -> String {
+/// The hook form of `call` for `request` ([`HookForm::encode`]). `name` is always the ORIGINAL
+/// stream name (the secret key), also for `publish_done` after a rename, so the site can match
+/// the calls.
+fn form_body(call: Call, request: &PublishRequest, update_interval_secs: Option<u64>) -> String {
     let connect = &request.connect;
-    let mut form = url::form_urlencoded::Serializer::new(String::new());
-    form.append_pair("app", &request.app)
-        .append_pair("flashver", &connect.flashver)
-        .append_pair("swfurl", &connect.swfurl)
-        .append_pair("tcurl", &connect.tcurl)
-        .append_pair("pageurl", &connect.pageurl)
-        .append_pair("addr", &request.addr.to_string())
-        .append_pair("clientid", &request.client_id.to_string())
-        .append_pair("call", call)
-        .append_pair("name", request.key.expose())
-        .append_pair("type", "live")
-        .append_pair("lease", &request.lease_id);
-    for (name, value) in extra {
-        form.append_pair(name, value);
+    HookForm {
+        app: &request.app,
+        flashver: &connect.flashver,
+        swfurl: &connect.swfurl,
+        tcurl: &connect.tcurl,
+        pageurl: &connect.pageurl,
+        addr: request.addr,
+        client_id: request.client_id,
+        name: request.key.expose(),
+        lease: &request.lease_id,
+        update_interval_secs,
+        publisher_args: &request.args,
     }
-    for (name, value) in &request.args {
-        form.append_pair(name, value);
-    }
-    form.finish()
+    .encode(call)
 }
 
 /// The new stream name in a 3xx `Location`: its last path segment, with any query or fragment
@@ -391,7 +375,7 @@ mod tests {
                 pageurl: String::new(),
             },
         };
-        let body = form_body("publish", &request, &[]);
+        let body = form_body(Call::Publish, &request, None);
         // Expected text written by hand from the form-urlencoded rules (space → '+').
         assert_eq!(
             body,
@@ -400,13 +384,12 @@ mod tests {
              &call=publish&name=J42nin+Lbjl%262E2V8ePqy7&type=live&lease=5be1&token=a+b"
         );
         let update = form_body(
-            "update_publish",
+            Call::UpdatePublish {
+                time_secs: 4,
+                timestamp_ms: 4021,
+            },
             &request,
-            &[
-                ("update_interval", "2"),
-                ("time", "4"),
-                ("timestamp", "4021"),
-            ],
+            Some(2),
         );
         assert!(
             update.ends_with(

@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime};
 
 use gatecast_core::layout::{NameError, StreamName};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 use super::KeyDigest;
@@ -139,11 +138,11 @@ impl KeysTable {
     }
 
     /// Looks up a key by its digest. Every channel is compared (no early exit), each in
-    /// constant time.
+    /// constant time ([`KeyDigest`]'s equality).
     pub fn lookup(&self, digest: &KeyDigest) -> KeyLookup {
         let mut found: Option<&Channel> = None;
         for channel in &self.channels {
-            if bool::from(channel.digest.0.ct_eq(&digest.0)) {
+            if channel.digest == *digest {
                 found = Some(channel);
             }
         }

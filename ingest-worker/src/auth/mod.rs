@@ -16,10 +16,9 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use gatecast_core::hook::KeyDigest;
 use gatecast_core::layout::StreamName;
 use http::StatusCode;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use self::hook::{HookClient, HookVerdict};
 use self::keys_file::{KeyLookup, SharedKeys};
@@ -49,7 +48,7 @@ impl StreamKey {
     /// The first 8 hex digits of the key's SHA-256: enough to tell keys apart in logs,
     /// useless for publishing.
     pub fn fingerprint(&self) -> String {
-        hex::encode(&self.digest().0[..4])
+        self.digest().fingerprint()
     }
 }
 
@@ -62,29 +61,6 @@ impl fmt::Debug for StreamKey {
 impl fmt::Display for StreamKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "sha256:{}…", self.fingerprint())
-    }
-}
-
-/// SHA-256 of a stream key. Equality is constant-time.
-#[derive(Clone, Copy, Eq)]
-pub struct KeyDigest(pub(crate) [u8; 32]);
-
-impl KeyDigest {
-    /// Hashes `key`.
-    pub fn of(key: &str) -> Self {
-        Self(Sha256::digest(key.as_bytes()).into())
-    }
-}
-
-impl PartialEq for KeyDigest {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl fmt::Debug for KeyDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyDigest({}…)", hex::encode(&self.0[..4]))
     }
 }
 

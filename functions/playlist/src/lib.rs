@@ -43,13 +43,13 @@ async fn serve(request: &Request) -> Result<Reply> {
         signing_keys: &signing_keys,
         session_secret: session_secret.as_bytes(),
         wmsauth_key: &wmsauth_key,
-        wmsauth_tolerance_seconds: number("wmsauth_tolerance_seconds").await?,
+        wmsauth_tolerance_seconds: parsed("wmsauth_tolerance_seconds").await?,
         wmsauth_compat: wmsauth::Compat {
-            id_only: flag("wmsauth_allow_id_only").await?,
-            unscoped: flag("wmsauth_allow_unscoped").await?,
-            prefix: flag("wmsauth_allow_prefix").await?,
+            id_only: parsed("wmsauth_allow_id_only").await?,
+            unscoped: parsed("wmsauth_allow_unscoped").await?,
+            prefix: parsed("wmsauth_allow_prefix").await?,
         },
-        key_token_ttl_seconds: number("key_token_ttl_seconds").await?,
+        key_token_ttl_seconds: parsed("key_token_ttl_seconds").await?,
         sign_segments: outage::variable("sign_segments").await? == "true",
     };
     let Ok(admission) = access::admit_playlist(
@@ -79,13 +79,13 @@ async fn serve(request: &Request) -> Result<Reply> {
     Ok(reply::content(Content::Playlist, rewritten.into_bytes()))
 }
 
-/// A numeric variable; a non-number is a configuration fault (503).
-async fn number(name: &str) -> Result<u64> {
-    outage::variable(name).await?.trim().parse().context(name)
-}
-
-/// A `"true"`/`"false"` opt-in; anything else is a configuration fault (503), never read as
-/// either (a typo must not silently turn a weaker form on or off).
-async fn flag(name: &str) -> Result<bool> {
+/// A numeric (`u64`) or `"true"`/`"false"` variable, surrounding blanks ignored. Anything else
+/// is a configuration fault (503), never read as a default: a typo must not silently turn a
+/// weaker form on or off.
+async fn parsed<T>(name: &str) -> Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
     outage::variable(name).await?.trim().parse().context(name)
 }

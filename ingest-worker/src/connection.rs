@@ -10,8 +10,10 @@
 //! must publish within `publish_deadline` of connecting (handshake included), and may send at
 //! most `max_preauth_bytes` meanwhile, so it can neither hold its slot nor make the session
 //! buffer a large message. `rml_rtmp` reserves address space for a message as soon as a chunk
-//! header declares its length, but only what arrives is ever written to, and that is capped. A publish that was live when the connection ends is still finished
-//! cleanly: the open segment is flushed and the playlist gets `#EXT-X-ENDLIST`.
+//! header declares its length, but only what arrives is ever written to, and that is capped.
+//!
+//! A publish that was live when the connection ends is still finished cleanly: the open
+//! segment is flushed and the playlist gets `#EXT-X-ENDLIST`.
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
